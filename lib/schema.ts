@@ -1,0 +1,162 @@
+/**
+ * Validation of every public input against the JSON Schemas in schemas/ (the contract).
+ * Field names in errors follow the caller's naming: camelCase for the library, snake_case for
+ * Ansible, --kebab-case for the command line.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import ajvErrors from 'ajv-errors';
+import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
+import { ValidationError, type FieldProblem } from './errors.js';
+
+export { schemaDocuments, type SchemaFile };
+
+export type Naming = 'camel' | 'snake' | 'kebab';
+
+let ajv: Ajv | undefined;
+const compiled = new Map<string, ValidateFunction>();
+
+function getAjv(): Ajv {
+  if (!ajv) {
+    // allErrors is required by ajv-errors; strict keeps typos in the schemas from passing silently.
+    ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
+    ajv.addKeyword('x-secret');
+    ajv.addKeyword('x-ansible');
+    (ajvErrors as unknown as (a: Ajv) => Ajv)(ajv);
+    for (const doc of Object.values(schemaDocuments)) ajv.addSchema(doc as unknown as object);
+  }
+  return ajv;
+}
+
+function validatorFor(file: SchemaFile): ValidateFunction {
+  let fn = compiled.get(file);
+  if (!fn) {
+    const id = (schemaDocuments[file] as { $id: string }).$id;
+    const found = getAjv().getSchema(id);
+    if (!found) throw new Error(`schema ${file} is not registered`);
+    fn = found;
+    compiled.set(file, fn);
+  }
+  return fn;
+}
+
+export function convertName(name: string, naming: Naming): string {
+  if (naming === 'camel') return name;
+  const snake = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  return naming === 'snake' ? snake : snake.replace(/_/g, '-');
+}
+
+/** Turn an ajv instancePath such as /tags/0 or /engine/host into tags[0] / engine.host. */
+function pathToField(instancePath: string, naming: Naming, topLevelOnly = false): string {
+  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let out = '';
+  parts.forEach((part, index) => {
+    if (/^\d+$/.test(part)) out += `[${part}]`;
+    else {
+      // Map keys (build args, labels, image metadata) are data, not option names: keep them.
+      const name = topLevelOnly && index > 0 ? part : convertName(part, naming);
+      out += out ? `.${name}` : name;
+    }
+  });
+  if (naming === 'kebab' && out) out = `--${out}`;
+  return out;
+}
+
+function describe(error: ErrorObject, naming: Naming): FieldProblem {
+  const params = error.params as Record<string, unknown>;
+  let field = pathToField(error.instancePath, naming);
+  let message = error.message ?? 'is invalid';
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const extra = convertName(String(params.additionalProperty), naming);
+      field = field ? `${field}.${extra}` : naming === 'kebab' ? `--${extra}` : extra;
+      message = 'is not a known option (check its spelling)';
+      break;
+    }
+    case 'required': {
+      const missing = convertName(String(params.missingProperty), naming);
+      field = field ? `${field}.${missing}` : naming === 'kebab' ? `--${missing}` : missing;
+      message = 'is required';
+      break;
+    }
+    case 'dependencies': {
+      const missing = convertName(String(params.missingProperty), naming);
+      message = `needs ${missing} as well`;
+      const prop = convertName(String(params.property), naming);
+      field = field ? `${field}.${prop}` : prop;
+      break;
+    }
+    case 'type':
+      message = `must be ${String(params.type).replace(',', ' or ')}`;
+      break;
+    default:
+      break;
+  }
+  return { field: field || '(options)', message };
+}
+
+export interface ValidateOptions {
+  /** How field names are spelled in errors. Default camel. */
+  naming?: Naming;
+  /** Words that name the thing validated, for the error message. Default "options". */
+  what?: string;
+}
+
+/**
+ * Validate `value` against a schema file. Returns a deep copy with schema defaults applied; throws
+ * ValidationError naming every bad field.
+ */
+export function validate<T>(file: SchemaFile, value: unknown, options: ValidateOptions = {}): T {
+  const naming = options.naming ?? 'camel';
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ValidationError(options.what ?? 'options', [{ field: '(options)', message: 'must be an object' }]);
+  }
+  const copy = structuredClone(value) as unknown;
+  const fn = validatorFor(file);
+  if (fn(copy)) return copy as T;
+  const seen = new Set<string>();
+  const problems: FieldProblem[] = [];
+  for (const error of fn.errors ?? []) {
+    // ajv-errors wraps the original errors; "if" errors only repeat the branch that failed.
+    if (error.keyword === 'if') continue;
+    const problem = describe(error, naming);
+    const key = `${problem.field}\u0000${problem.message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      problems.push(problem);
+    }
+  }
+  throw new ValidationError(options.what ?? 'options', problems);
+}
+
+/** Names (camelCase, dotted for nested objects) of every property the schema marks x-secret. */
+export function secretFields(file: SchemaFile): string[] {
+  const out: string[] = [];
+  const visit = (schema: unknown, prefix: string): void => {
+    const s = resolve(schema);
+    if (!s || typeof s !== 'object') return;
+    const props = (s as { properties?: Record<string, unknown> }).properties;
+    if (!props) return;
+    for (const [name, sub] of Object.entries(props)) {
+      const resolved = resolve(sub) as Record<string, unknown> | undefined;
+      const full = prefix ? `${prefix}.${name}` : name;
+      if (resolved?.['x-secret'] === true) out.push(full);
+      else visit(resolved, full);
+    }
+  };
+  visit(schemaDocuments[file], '');
+  return out;
+}
+
+/** Follow a $ref of the form "file.schema.json#/definitions/x" inside schemaDocuments. */
+export function resolve(schema: unknown): Record<string, unknown> | undefined {
+  let s = schema as Record<string, unknown> | undefined;
+  for (let i = 0; i < 8 && s && typeof s.$ref === 'string'; i++) {
+    const [file, pointer = ''] = (s.$ref as string).split('#');
+    const doc = schemaDocuments[file as SchemaFile] as unknown as Record<string, unknown> | undefined;
+    let target: unknown = doc;
+    for (const part of pointer.split('/').filter(Boolean)) target = (target as Record<string, unknown> | undefined)?.[part];
+    const { $ref: _ref, ...rest } = s;
+    s = { ...(target as Record<string, unknown>), ...rest };
+  }
+  return s;
+}
