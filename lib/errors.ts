@@ -23,7 +23,9 @@ export type ErrorCode =
   | 'ERR_CATALOG'
   | 'ERR_HARBOR'
   | 'ERR_LINT'
-  | 'ERR_TIMEOUT';
+  | 'ERR_TIMEOUT'
+  | 'ERR_SCAN_GATE'
+  | 'ERR_QUOTA_EXCEEDED';
 
 export interface ErrorDetails {
   [key: string]: unknown;

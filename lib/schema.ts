@@ -7,10 +7,13 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import ajvErrors from 'ajv-errors';
 import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
 import { ValidationError, type FieldProblem } from './errors.js';
+import { optionSpecs } from './option-spec.js';
+import { convertNameLight } from './naming.js';
 
 export { schemaDocuments, type SchemaFile };
 
-export type Naming = 'camel' | 'snake' | 'kebab';
+export type { Naming } from './naming-types.js';
+import type { Naming } from './naming-types.js';
 
 let ajv: Ajv | undefined;
 const compiled = new Map<string, ValidateFunction>();
@@ -39,11 +42,7 @@ function validatorFor(file: SchemaFile): ValidateFunction {
   return fn;
 }
 
-export function convertName(name: string, naming: Naming): string {
-  if (naming === 'camel') return name;
-  const snake = name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-  return naming === 'snake' ? snake : snake.replace(/_/g, '-');
-}
+export const convertName: (name: string, naming: Naming) => string = convertNameLight;
 
 /** Turn an ajv instancePath such as /tags/0 or /engine/host into tags[0] / engine.host. */
 function pathToField(instancePath: string, naming: Naming, topLevelOnly = false): string {
@@ -130,33 +129,7 @@ export function validate<T>(file: SchemaFile, value: unknown, options: ValidateO
 
 /** Names (camelCase, dotted for nested objects) of every property the schema marks x-secret. */
 export function secretFields(file: SchemaFile): string[] {
-  const out: string[] = [];
-  const visit = (schema: unknown, prefix: string): void => {
-    const s = resolve(schema);
-    if (!s || typeof s !== 'object') return;
-    const props = (s as { properties?: Record<string, unknown> }).properties;
-    if (!props) return;
-    for (const [name, sub] of Object.entries(props)) {
-      const resolved = resolve(sub) as Record<string, unknown> | undefined;
-      const full = prefix ? `${prefix}.${name}` : name;
-      if (resolved?.['x-secret'] === true) out.push(full);
-      else visit(resolved, full);
-    }
-  };
-  visit(schemaDocuments[file], '');
-  return out;
-}
-
-/** Follow a $ref of the form "file.schema.json#/definitions/x" inside schemaDocuments. */
-export function resolve(schema: unknown): Record<string, unknown> | undefined {
-  let s = schema as Record<string, unknown> | undefined;
-  for (let i = 0; i < 8 && s && typeof s.$ref === 'string'; i++) {
-    const [file, pointer = ''] = (s.$ref as string).split('#');
-    const doc = schemaDocuments[file as SchemaFile] as unknown as Record<string, unknown> | undefined;
-    let target: unknown = doc;
-    for (const part of pointer.split('/').filter(Boolean)) target = (target as Record<string, unknown> | undefined)?.[part];
-    const { $ref: _ref, ...rest } = s;
-    s = { ...(target as Record<string, unknown>), ...rest };
-  }
-  return s;
+  return optionSpecs(file)
+    .filter((spec) => spec.secret)
+    .map((spec) => spec.path.join('.'));
 }

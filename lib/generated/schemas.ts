@@ -245,6 +245,324 @@ export const schemaDocuments = {
       }
     }
   },
+  "control-api.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/control-api.schema.json",
+    "title": "ControlApiBodies",
+    "description": "The HTTP contract this project defines for thinkube-control's custom-image registration (FastAPI conventions), under thinkube-control's API prefix /api/v1. POST /api/v1/images with a RegisteredImage creates (201 ImageRecord; 409 when the name exists). GET /api/v1/images lists (200 ImageList). GET /api/v1/images/{name} reads (200 ImageRecord; 404). PUT /api/v1/images/{name} replaces (200 ImageRecord; 404; the body's name must equal {name}). Every call needs Authorization: Bearer <token>; 401 (with WWW-Authenticate: Bearer, ApiKey realm=\"api\") for a missing or invalid token, 403 for a token without the right to manage images. Errors are ErrorBody; 422 when the body breaks this schema. This root object only gathers the bodies by role, for type generation and tests; it is never sent.",
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+      "createRequest": {
+        "$ref": "#/definitions/registeredImage"
+      },
+      "updateRequest": {
+        "$ref": "#/definitions/registeredImage"
+      },
+      "imageResponse": {
+        "$ref": "#/definitions/imageRecord"
+      },
+      "listResponse": {
+        "$ref": "#/definitions/imageList"
+      },
+      "errorResponse": {
+        "$ref": "#/definitions/errorBody"
+      }
+    },
+    "definitions": {
+      "registeredImage": {
+        "title": "RegisteredImage",
+        "description": "One registered image: the seed's metadata plus where the pushed image is and its verified digest. The same entry is sent to the API, stored in the local catalog and (mapped to thinkube-control's manifest fields) written into the ConfigMap.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "name",
+          "registry",
+          "repository",
+          "tag",
+          "digest",
+          "destination_url",
+          "category",
+          "source",
+          "description",
+          "display_name"
+        ],
+        "properties": {
+          "name": {
+            "$ref": "image-metadata.schema.json#/properties/name"
+          },
+          "display_name": {
+            "$ref": "image-metadata.schema.json#/properties/display_name"
+          },
+          "description": {
+            "$ref": "image-metadata.schema.json#/properties/description"
+          },
+          "category": {
+            "$ref": "image-metadata.schema.json#/properties/category"
+          },
+          "tags": {
+            "$ref": "image-metadata.schema.json#/properties/tags"
+          },
+          "version": {
+            "$ref": "common.schema.json#/definitions/imageTag"
+          },
+          "registry": {
+            "description": "Registry host[:port], e.g. harbor.example.com.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255
+          },
+          "repository": {
+            "description": "Repository path, e.g. library/jupyter-ml-cpu.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500
+          },
+          "tag": {
+            "$ref": "common.schema.json#/definitions/imageTag"
+          },
+          "digest": {
+            "$ref": "common.schema.json#/definitions/digest"
+          },
+          "size_bytes": {
+            "description": "Size of the pushed image in bytes.",
+            "type": "integer",
+            "minimum": 0
+          },
+          "built_at": {
+            "description": "Build time, RFC 3339.",
+            "type": "string",
+            "maxLength": 64,
+            "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d+)?(?:Z|[+-]\\d{2}:\\d{2})$"
+          },
+          "destination_url": {
+            "description": "registry/repository:tag, what a pod pulls.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024
+          },
+          "source": {
+            "description": "How the image reached the registry; registrations by this project are built.",
+            "type": "string",
+            "enum": [
+              "built"
+            ]
+          },
+          "source_url": {
+            "description": "Where the image's definition comes from (e.g. a git URL), when known.",
+            "type": "string",
+            "maxLength": 4096
+          },
+          "metadata": {
+            "$ref": "image-metadata.schema.json#/properties/metadata"
+          },
+          "platforms": {
+            "description": "Platforms of the pushed image, os/arch[/variant].",
+            "type": "array",
+            "maxItems": 32,
+            "items": {
+              "type": "string",
+              "maxLength": 64
+            }
+          }
+        }
+      },
+      "imageRecord": {
+        "title": "ImageRecord",
+        "description": "A stored image as thinkube-control returns it: the RegisteredImage fields plus server-set fields (id, created_at, updated_at; a server may add more, which clients ignore). Optional fields may come back as null.",
+        "type": "object",
+        "additionalProperties": true,
+        "required": [
+          "name",
+          "registry",
+          "repository",
+          "tag",
+          "digest"
+        ],
+        "properties": {
+          "id": {
+            "description": "Server-side identifier.",
+            "type": [
+              "string",
+              "integer"
+            ]
+          },
+          "created_at": {
+            "description": "Set by the server.",
+            "type": [
+              "string",
+              "null"
+            ]
+          },
+          "updated_at": {
+            "description": "Set by the server.",
+            "type": [
+              "string",
+              "null"
+            ]
+          },
+          "name": {
+            "$ref": "#/definitions/registeredImage/properties/name"
+          },
+          "registry": {
+            "$ref": "#/definitions/registeredImage/properties/registry"
+          },
+          "repository": {
+            "$ref": "#/definitions/registeredImage/properties/repository"
+          },
+          "tag": {
+            "$ref": "#/definitions/registeredImage/properties/tag"
+          },
+          "digest": {
+            "$ref": "#/definitions/registeredImage/properties/digest"
+          }
+        }
+      },
+      "imageList": {
+        "title": "ImageList",
+        "description": "Answer of GET /api/v1/images.",
+        "type": "object",
+        "additionalProperties": true,
+        "required": [
+          "images"
+        ],
+        "properties": {
+          "images": {
+            "type": "array",
+            "items": {
+              "$ref": "#/definitions/imageRecord"
+            }
+          }
+        }
+      },
+      "errorBody": {
+        "title": "ErrorBody",
+        "description": "FastAPI's error body: detail is a sentence, or for 422 a list of field problems.",
+        "type": "object",
+        "additionalProperties": true,
+        "required": [
+          "detail"
+        ],
+        "properties": {
+          "detail": {
+            "anyOf": [
+              {
+                "type": "string"
+              },
+              {
+                "type": "array",
+                "items": {
+                  "title": "ValidationProblem",
+                  "type": "object",
+                  "additionalProperties": true,
+                  "required": [
+                    "loc",
+                    "msg"
+                  ],
+                  "properties": {
+                    "loc": {
+                      "type": "array",
+                      "items": {
+                        "type": [
+                          "string",
+                          "integer"
+                        ]
+                      }
+                    },
+                    "msg": {
+                      "type": "string"
+                    },
+                    "type": {
+                      "type": "string"
+                    }
+                  }
+                }
+              }
+            ]
+          }
+        }
+      }
+    }
+  },
+  "harbor-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/harbor-options.schema.json",
+    "title": "HarborOptions",
+    "description": "How to reach Harbor's REST API (v2.0): the host or URL, the credentials (a user such as admin or a robot account such as robot$thinkube) and TLS. Give url or host.",
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+      "url": {
+        "description": "Base URL of Harbor, scheme included, e.g. https://harbor.example.com. The API lives under basePath below it.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 2048,
+        "pattern": "^https?://[^\\s/?#]+(/[^\\s?#]*)?$",
+        "errorMessage": "must be an http(s) URL such as https://harbor.example.com (no query or fragment)"
+      },
+      "host": {
+        "description": "Host name of Harbor with an optional port, no scheme, e.g. harbor.example.com (the inventory's harbor_registry). Reached over HTTPS; loopback hosts (localhost, 127.0.0.0/8, [::1]) over plain HTTP, like Docker treats registries.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 261,
+        "pattern": "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?$",
+        "errorMessage": "must be a host name with an optional port and no scheme, e.g. harbor.example.com or harbor.example.com:8443"
+      },
+      "basePath": {
+        "description": "Path of the REST API below the URL. Harbor serves it at /api/v2.0; an API mock serving the swagger without the prefix needs an empty string.",
+        "type": "string",
+        "maxLength": 256,
+        "pattern": "^(/[^\\s?#]*)?$",
+        "default": "/api/v2.0",
+        "errorMessage": "must be empty or a path starting with /, e.g. /api/v2.0"
+      },
+      "username": {
+        "description": "Harbor user (e.g. admin) or robot account (e.g. robot$thinkube). The $ is part of the name: quote it in shells.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255
+      },
+      "password": {
+        "description": "Password or robot secret. Never printed; pass it from a vault or an environment variable, not on a command line.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 8192,
+        "writeOnly": true,
+        "x-secret": true
+      },
+      "validateCerts": {
+        "description": "Verify Harbor's TLS certificate.",
+        "type": "boolean",
+        "default": true
+      },
+      "caFile": {
+        "description": "PEM bundle of extra certificate authorities to trust for Harbor (added to the system's).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "timeoutSeconds": {
+        "description": "Time limit of each API request, in seconds.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 3600,
+        "default": 30
+      },
+      "requestIds": {
+        "description": "Send an X-Request-Id header with every request, so that failures can be found in Harbor's logs (the id is named in errors).",
+        "type": "boolean",
+        "default": true
+      }
+    },
+    "dependencies": {
+      "password": [
+        "username"
+      ],
+      "username": [
+        "password"
+      ]
+    }
+  },
   "image-metadata.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/image-metadata.schema.json",
@@ -369,6 +687,228 @@ export const schemaDocuments = {
       "engine": {
         "$ref": "common.schema.json#/definitions/engine"
       }
+    }
+  },
+  "register-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/register-options.schema.json",
+    "title": "RegisterOptions",
+    "description": "Options of registerImage: register a built and pushed image (its verified digest and the seed's metadata) with thinkube-control, through its HTTP API (target api), a Kubernetes ConfigMap manifest that thinkube-control's image discovery reads (target configmap), or a local JSON catalog (target catalog, the embedded default).",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "image",
+      "reference"
+    ],
+    "properties": {
+      "image": {
+        "description": "The image's metadata (name, display_name, description, category, tags, metadata), as kept in its image.yaml.",
+        "$ref": "image-metadata.schema.json"
+      },
+      "reference": {
+        "title": "RegisteredReference",
+        "description": "Where the pushed image lives, with the digest the registry confirmed. Register only after pushImage verified the push: the digest is required so that a registration never points at an image that is not in the registry.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "registry",
+          "repository",
+          "tag",
+          "digest"
+        ],
+        "properties": {
+          "registry": {
+            "description": "Registry host[:port] without scheme, e.g. harbor.example.com.",
+            "type": "string",
+            "maxLength": 255,
+            "pattern": "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?$",
+            "errorMessage": "must be a registry host[:port] without scheme or path, e.g. harbor.example.com or localhost:5000"
+          },
+          "repository": {
+            "description": "Repository path inside the registry, Harbor project first, e.g. library/jupyter-ml-cpu. Its last component must be image.name.",
+            "type": "string",
+            "maxLength": 500,
+            "pattern": "^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$",
+            "errorMessage": "must be a repository path such as library/jupyter-ml-cpu (lowercase components separated by /)"
+          },
+          "tag": {
+            "$ref": "common.schema.json#/definitions/imageTag"
+          },
+          "digest": {
+            "$ref": "common.schema.json#/definitions/digest"
+          },
+          "sizeBytes": {
+            "description": "Size of the pushed image in bytes (as pushImage reported it).",
+            "type": "integer",
+            "minimum": 0
+          },
+          "builtAt": {
+            "description": "When the image was built, an RFC 3339 date-time such as 2025-01-31T12:00:00Z.",
+            "type": "string",
+            "maxLength": 64,
+            "pattern": "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(?:\\.\\d+)?(?:Z|[+-]\\d{2}:\\d{2})$",
+            "errorMessage": "must be an RFC 3339 date-time such as 2025-01-31T12:00:00Z"
+          },
+          "platforms": {
+            "description": "Platforms the pushed manifest (or index) carries, os/arch[/variant], e.g. [linux/amd64, linux/arm64].",
+            "type": "array",
+            "maxItems": 32,
+            "uniqueItems": true,
+            "items": {
+              "type": "string",
+              "pattern": "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+              "errorMessage": "must be os/arch[/variant], e.g. linux/amd64 or linux/arm64"
+            }
+          }
+        },
+        "errorMessage": {
+          "required": {
+            "digest": "needs digest (sha256:...): register only an image whose push was verified, with the digest pushImage returned"
+          }
+        }
+      },
+      "sourceUrl": {
+        "description": "Where the image's definition comes from (e.g. the git repository URL). Stored as source_url; built images have no upstream image.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "target": {
+        "description": "Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).",
+        "type": "string",
+        "enum": [
+          "catalog",
+          "api",
+          "configmap"
+        ],
+        "default": "catalog"
+      },
+      "controlUrl": {
+        "description": "Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.",
+        "type": "string",
+        "maxLength": 2048,
+        "pattern": "^https?://[^\\s/?#]+(?:/[^\\s?#]*)?$",
+        "not": {
+          "pattern": "/v1(?:/images)?/*$"
+        },
+        "errorMessage": "must be the base URL of thinkube-control's API without query, e.g. https://control.example.com/api (/v1/images is appended: leave it out)"
+      },
+      "token": {
+        "description": "thinkube-control API token (tk_...) sent as Authorization: Bearer. Default: the environment variable THINKUBE_CONTROL_TOKEN. Never printed; pass it from a vault or the environment, not on a command line.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 8192,
+        "writeOnly": true,
+        "x-secret": true
+      },
+      "required": {
+        "description": "Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.",
+        "type": "boolean",
+        "default": false
+      },
+      "caFile": {
+        "description": "PEM bundle of extra certificate authorities to trust for thinkube-control (added to the system ones).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "validateCerts": {
+        "description": "Verify thinkube-control's TLS certificate. Turn off only for testing.",
+        "type": "boolean",
+        "default": true
+      },
+      "timeoutSeconds": {
+        "description": "Timeout of each HTTP request to thinkube-control.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 3600,
+        "default": 30
+      },
+      "retries": {
+        "description": "How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.",
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 10,
+        "default": 3
+      },
+      "catalogPath": {
+        "description": "Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "configmap": {
+        "title": "ConfigMapTargetOptions",
+        "description": "Where and how the ConfigMap manifest is written (target configmap).",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "namespace": {
+            "description": "Namespace of the ConfigMap (thinkube-control reads every namespace).",
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            "errorMessage": "must be a Kubernetes namespace name: lowercase letters, digits and dashes",
+            "default": "thinkube-control"
+          },
+          "name": {
+            "description": "Name of the ConfigMap. Default: thinkube-custom-images-<image.category>, so each category's images share one manifest.",
+            "type": "string",
+            "maxLength": 253,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+            "errorMessage": "must be a Kubernetes object name: lowercase letters, digits, dashes and dots"
+          },
+          "category": {
+            "description": "thinkube-control category of the entries and the thinkube.io/category label: system or user (its database accepts only these). Jupyter images are user.",
+            "type": "string",
+            "enum": [
+              "system",
+              "user"
+            ],
+            "default": "user"
+          },
+          "outputPath": {
+            "description": "Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096
+          },
+          "harborProject": {
+            "description": "Harbor project of the image (harbor_project). Default: the first component of reference.repository.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255
+          },
+          "protected": {
+            "description": "Mark the image protected in thinkube-control (it cannot be deleted from its UI).",
+            "type": "boolean",
+            "default": false
+          }
+        }
+      },
+      "dryRun": {
+        "description": "Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file or thinkube-control; writes nothing.",
+        "type": "boolean",
+        "default": false
+      }
+    },
+    "if": {
+      "properties": {
+        "target": {
+          "const": "api"
+        }
+      },
+      "required": [
+        "target"
+      ]
+    },
+    "then": {
+      "properties": {
+        "controlUrl": true
+      },
+      "required": [
+        "controlUrl"
+      ]
     }
   }
 } as const;

@@ -6,9 +6,20 @@
  */
 export type ImageReference = string;
 /**
- * Version of the image definition; used as a tag when the version tag strategy is on.
+ * Free labels such as jupyter-compatible.
+ *
+ * @maxItems 64
+ */
+export type Tags = string[];
+/**
+ * An OCI tag: up to 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'.
  */
 export type ImageTag = string;
+export type Digest = string;
+/**
+ * An OCI tag: up to 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'.
+ */
+export type ImageTag1 = string;
 
 /**
  * Options of buildImage: build one image from a context folder on a Docker-compatible engine (classic builder).
@@ -111,9 +122,19 @@ export interface EngineOptions {
   timeoutSeconds?: number;
 }
 /**
- * What thinkube-control needs to know about an image (the seed's registration shape). Kept in each image's image.yaml and sent by every registration target.
+ * The HTTP contract this project defines for thinkube-control's custom-image registration (FastAPI conventions), under thinkube-control's API prefix /api/v1. POST /api/v1/images with a RegisteredImage creates (201 ImageRecord; 409 when the name exists). GET /api/v1/images lists (200 ImageList). GET /api/v1/images/{name} reads (200 ImageRecord; 404). PUT /api/v1/images/{name} replaces (200 ImageRecord; 404; the body's name must equal {name}). Every call needs Authorization: Bearer <token>; 401 (with WWW-Authenticate: Bearer, ApiKey realm="api") for a missing or invalid token, 403 for a token without the right to manage images. Errors are ErrorBody; 422 when the body breaks this schema. This root object only gathers the bodies by role, for type generation and tests; it is never sent.
  */
-export interface ImageMetadata {
+export interface ControlApiBodies {
+  createRequest?: RegisteredImage;
+  updateRequest?: RegisteredImage;
+  imageResponse?: ImageRecord;
+  listResponse?: ImageList;
+  errorResponse?: ErrorBody;
+}
+/**
+ * One registered image: the seed's metadata plus where the pushed image is and its verified digest. The same entry is sent to the API, stored in the local catalog and (mapped to thinkube-control's manifest fields) written into the ConfigMap.
+ */
+export interface RegisteredImage {
   /**
    * Repository name of the image inside the project, e.g. jupyter-ml-cpu.
    */
@@ -130,14 +151,45 @@ export interface ImageMetadata {
    * Kind of image, e.g. jupyter.
    */
   category: string;
-  /**
-   * Free labels such as jupyter-compatible.
-   *
-   * @maxItems 64
-   */
-  tags?: string[];
+  tags?: Tags;
   version?: ImageTag;
+  /**
+   * Registry host[:port], e.g. harbor.example.com.
+   */
+  registry: string;
+  /**
+   * Repository path, e.g. library/jupyter-ml-cpu.
+   */
+  repository: string;
+  tag: ImageTag;
+  digest: Digest;
+  /**
+   * Size of the pushed image in bytes.
+   */
+  size_bytes?: number;
+  /**
+   * Build time, RFC 3339.
+   */
+  built_at?: string;
+  /**
+   * registry/repository:tag, what a pod pulls.
+   */
+  destination_url: string;
+  /**
+   * How the image reached the registry; registrations by this project are built.
+   */
+  source: 'built';
+  /**
+   * Where the image's definition comes from (e.g. a git URL), when known.
+   */
+  source_url?: string;
   metadata?: ImageResourceMetadata;
+  /**
+   * Platforms of the pushed image, os/arch[/variant].
+   *
+   * @maxItems 32
+   */
+  platforms?: string[];
 }
 /**
  * Runtime hints for the platform (JupyterHub profiles).
@@ -164,6 +216,123 @@ export interface ImageResourceMetadata {
    */
   purpose?: string;
   [k: string]: unknown;
+}
+/**
+ * A stored image as thinkube-control returns it: the RegisteredImage fields plus server-set fields (id, created_at, updated_at; a server may add more, which clients ignore). Optional fields may come back as null.
+ */
+export interface ImageRecord {
+  /**
+   * Server-side identifier.
+   */
+  id?: string | number;
+  /**
+   * Set by the server.
+   */
+  created_at?: string | null;
+  /**
+   * Set by the server.
+   */
+  updated_at?: string | null;
+  /**
+   * Repository name of the image inside the project, e.g. jupyter-ml-cpu.
+   */
+  name: string;
+  /**
+   * Registry host[:port], e.g. harbor.example.com.
+   */
+  registry: string;
+  /**
+   * Repository path, e.g. library/jupyter-ml-cpu.
+   */
+  repository: string;
+  tag: ImageTag;
+  digest: Digest;
+  [k: string]: unknown;
+}
+/**
+ * Answer of GET /api/v1/images.
+ */
+export interface ImageList {
+  images: ImageRecord[];
+  [k: string]: unknown;
+}
+/**
+ * FastAPI's error body: detail is a sentence, or for 422 a list of field problems.
+ */
+export interface ErrorBody {
+  detail: string | ValidationProblem[];
+  [k: string]: unknown;
+}
+export interface ValidationProblem {
+  loc: (string | number)[];
+  msg: string;
+  type?: string;
+  [k: string]: unknown;
+}
+/**
+ * How to reach Harbor's REST API (v2.0): the host or URL, the credentials (a user such as admin or a robot account such as robot$thinkube) and TLS. Give url or host.
+ */
+export interface HarborOptions {
+  /**
+   * Base URL of Harbor, scheme included, e.g. https://harbor.example.com. The API lives under basePath below it.
+   */
+  url?: string;
+  /**
+   * Host name of Harbor with an optional port, no scheme, e.g. harbor.example.com (the inventory's harbor_registry). Reached over HTTPS; loopback hosts (localhost, 127.0.0.0/8, [::1]) over plain HTTP, like Docker treats registries.
+   */
+  host?: string;
+  /**
+   * Path of the REST API below the URL. Harbor serves it at /api/v2.0; an API mock serving the swagger without the prefix needs an empty string.
+   */
+  basePath?: string;
+  /**
+   * Harbor user (e.g. admin) or robot account (e.g. robot$thinkube). The $ is part of the name: quote it in shells.
+   */
+  username?: string;
+  /**
+   * Password or robot secret. Never printed; pass it from a vault or an environment variable, not on a command line.
+   */
+  password?: string;
+  /**
+   * Verify Harbor's TLS certificate.
+   */
+  validateCerts?: boolean;
+  /**
+   * PEM bundle of extra certificate authorities to trust for Harbor (added to the system's).
+   */
+  caFile?: string;
+  /**
+   * Time limit of each API request, in seconds.
+   */
+  timeoutSeconds?: number;
+  /**
+   * Send an X-Request-Id header with every request, so that failures can be found in Harbor's logs (the id is named in errors).
+   */
+  requestIds?: boolean;
+}
+/**
+ * What thinkube-control needs to know about an image (the seed's registration shape). Kept in each image's image.yaml and sent by every registration target.
+ */
+export interface ImageMetadata {
+  /**
+   * Repository name of the image inside the project, e.g. jupyter-ml-cpu.
+   */
+  name: string;
+  /**
+   * Human name shown in thinkube-control and JupyterHub.
+   */
+  display_name: string;
+  /**
+   * One-line description.
+   */
+  description: string;
+  /**
+   * Kind of image, e.g. jupyter.
+   */
+  category: string;
+  tags?: Tags;
+  version?: ImageTag1;
+  metadata?: ImageResourceMetadata;
 }
 /**
  * Options of pushImage: push local image tags to their registry and verify the pushed digest with the registry.
@@ -217,4 +386,138 @@ export interface RegistryTls {
    * Talk plain HTTP to a registry that is not on loopback (an insecure registry).
    */
   plainHttp?: boolean;
+}
+/**
+ * Options of registerImage: register a built and pushed image (its verified digest and the seed's metadata) with thinkube-control, through its HTTP API (target api), a Kubernetes ConfigMap manifest that thinkube-control's image discovery reads (target configmap), or a local JSON catalog (target catalog, the embedded default).
+ */
+export interface RegisterOptions {
+  image: ImageMetadata1;
+  reference: RegisteredReference;
+  /**
+   * Where the image's definition comes from (e.g. the git repository URL). Stored as source_url; built images have no upstream image.
+   */
+  sourceUrl?: string;
+  /**
+   * Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).
+   */
+  target?: 'catalog' | 'api' | 'configmap';
+  /**
+   * Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.
+   */
+  controlUrl?: string;
+  /**
+   * thinkube-control API token (tk_...) sent as Authorization: Bearer. Default: the environment variable THINKUBE_CONTROL_TOKEN. Never printed; pass it from a vault or the environment, not on a command line.
+   */
+  token?: string;
+  /**
+   * Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.
+   */
+  required?: boolean;
+  /**
+   * PEM bundle of extra certificate authorities to trust for thinkube-control (added to the system ones).
+   */
+  caFile?: string;
+  /**
+   * Verify thinkube-control's TLS certificate. Turn off only for testing.
+   */
+  validateCerts?: boolean;
+  /**
+   * Timeout of each HTTP request to thinkube-control.
+   */
+  timeoutSeconds?: number;
+  /**
+   * How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.
+   */
+  retries?: number;
+  /**
+   * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
+   */
+  catalogPath?: string;
+  configmap?: ConfigMapTargetOptions;
+  /**
+   * Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file or thinkube-control; writes nothing.
+   */
+  dryRun?: boolean;
+}
+/**
+ * What thinkube-control needs to know about an image (the seed's registration shape). Kept in each image's image.yaml and sent by every registration target.
+ */
+export interface ImageMetadata1 {
+  /**
+   * Repository name of the image inside the project, e.g. jupyter-ml-cpu.
+   */
+  name: string;
+  /**
+   * Human name shown in thinkube-control and JupyterHub.
+   */
+  display_name: string;
+  /**
+   * One-line description.
+   */
+  description: string;
+  /**
+   * Kind of image, e.g. jupyter.
+   */
+  category: string;
+  tags?: Tags;
+  version?: ImageTag1;
+  metadata?: ImageResourceMetadata;
+}
+/**
+ * Where the pushed image lives, with the digest the registry confirmed. Register only after pushImage verified the push: the digest is required so that a registration never points at an image that is not in the registry.
+ */
+export interface RegisteredReference {
+  /**
+   * Registry host[:port] without scheme, e.g. harbor.example.com.
+   */
+  registry: string;
+  /**
+   * Repository path inside the registry, Harbor project first, e.g. library/jupyter-ml-cpu. Its last component must be image.name.
+   */
+  repository: string;
+  tag: ImageTag;
+  digest: Digest;
+  /**
+   * Size of the pushed image in bytes (as pushImage reported it).
+   */
+  sizeBytes?: number;
+  /**
+   * When the image was built, an RFC 3339 date-time such as 2025-01-31T12:00:00Z.
+   */
+  builtAt?: string;
+  /**
+   * Platforms the pushed manifest (or index) carries, os/arch[/variant], e.g. [linux/amd64, linux/arm64].
+   *
+   * @maxItems 32
+   */
+  platforms?: string[];
+}
+/**
+ * Where and how the ConfigMap manifest is written (target configmap).
+ */
+export interface ConfigMapTargetOptions {
+  /**
+   * Namespace of the ConfigMap (thinkube-control reads every namespace).
+   */
+  namespace?: string;
+  /**
+   * Name of the ConfigMap. Default: thinkube-custom-images-<image.category>, so each category's images share one manifest.
+   */
+  name?: string;
+  /**
+   * thinkube-control category of the entries and the thinkube.io/category label: system or user (its database accepts only these). Jupyter images are user.
+   */
+  category?: 'system' | 'user';
+  /**
+   * Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).
+   */
+  outputPath?: string;
+  /**
+   * Harbor project of the image (harbor_project). Default: the first component of reference.repository.
+   */
+  harborProject?: string;
+  /**
+   * Mark the image protected in thinkube-control (it cannot be deleted from its UI).
+   */
+  protected?: boolean;
 }

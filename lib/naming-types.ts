@@ -1,0 +1,1 @@
+export type Naming = 'camel' | 'snake' | 'kebab';

@@ -1,0 +1,265 @@
+/**
+ * pushImage: push local tags through the engine, take the digest from the engine's stream and
+ * check it against the registry itself. `changed` means the registry changed: a layer was uploaded
+ * or mounted, or a tag now points somewhere new.
+ */
+import { ThinkubeImageError } from './errors.js';
+import { connectEngine, engineError, type Engine } from './engine.js';
+import { loadDockerCredentials, registryAuthHeader, type RegistryCredentials } from './docker-config.js';
+import { parseReference, withDefaultTag, formatReference } from './reference.js';
+import { RegistryClient } from './registry.js';
+import { LogTail, cleanLine, emit, readJsonLines, type OperationControls } from './progress.js';
+import { validate } from './schema.js';
+import type { PushOptions, RegistryAuth, RegistryTls } from './generated/types.js';
+
+export type { PushOptions };
+
+export interface TagPushResult {
+  reference: string;
+  digest: string;
+  /** Digest the tag pointed at before the push (undefined: the tag did not exist). */
+  previousDigest?: string;
+  layersUploaded: number;
+  layersExisting: number;
+  layersMounted: number;
+  changed: boolean;
+}
+
+export interface PushResult {
+  registry: string;
+  repository: string;
+  /** Manifest digest (sha256:...), verified with the registry unless verify is false. */
+  digest: string;
+  /** Size in bytes of the manifest, as the engine reports it. */
+  manifestSize: number;
+  /** Compressed size in bytes of config and layers, from the manifest (0 when unknown). */
+  imageSize: number;
+  tags: TagPushResult[];
+  /** True when any layer was uploaded. */
+  uploaded: boolean;
+  changed: boolean;
+  verified: boolean;
+  durationMs: number;
+  warnings: string[];
+}
+
+const DIGEST_LINE = /digest: (sha256:[0-9a-f]{64}) size: (\d+)/;
+
+/** Resolve credentials: explicit username/password, else the Docker config entry, else anonymous. */
+export async function resolveCredentials(registry: string, auth: RegistryAuth | undefined): Promise<RegistryCredentials | undefined> {
+  if (auth?.username && auth.password) return { username: auth.username, password: auth.password };
+  return loadDockerCredentials(registry, auth?.dockerConfig);
+}
+
+export function registryClientFor(registry: string, credentials: RegistryCredentials | undefined, tls: RegistryTls | undefined): RegistryClient {
+  return new RegistryClient({
+    registry,
+    credentials,
+    validateCerts: tls?.validateCerts ?? true,
+    caFile: tls?.caFile,
+    plainHttp: tls?.plainHttp,
+  });
+}
+
+function classifyPushError(message: string, registry: string, credentials: RegistryCredentials | undefined, reference: string): ThinkubeImageError {
+  const who = credentials?.username ? `user ${credentials.username}` : 'anonymous access';
+  const lower = message.toLowerCase();
+  if (/does not exist locally|no such image/.test(lower)) {
+    return new ThinkubeImageError('ERR_PUSH_FAILED', `Image ${reference} does not exist on the engine: ${message}`, {
+      hint: 'Build (or tag) it before pushing',
+      details: { registry, reference },
+    });
+  }
+  if (/quota exceeded/i.test(message)) {
+    return new ThinkubeImageError('ERR_PUSH_FAILED', `Push of ${reference} was refused by ${registry}: ${message}`, {
+      hint: 'The project quota in Harbor is full: free space (delete old artifacts, run garbage collection) or raise the quota',
+      details: { registry, quotaExceeded: true },
+    });
+  }
+  if (/unauthorized|authentication required|no basic auth credentials|denied|forbidden|incorrect username or password/.test(lower)) {
+    return new ThinkubeImageError('ERR_REGISTRY_AUTH', `Registry ${registry} refused the push of ${reference} for ${who}: ${message}`, {
+      hint: credentials?.username
+        ? `Check the password of ${credentials.username} and that it may push to this project`
+        : 'Give registry credentials (auth.username and auth.password, or a docker login entry in ~/.docker/config.json)',
+      details: { registry, username: credentials?.username },
+    });
+  }
+  if (/connection refused|no such host|i\/o timeout|dial tcp|tls:|x509|server gave http response|eof/.test(lower)) {
+    return new ThinkubeImageError('ERR_REGISTRY_UNREACHABLE', `The engine could not reach registry ${registry} to push ${reference}: ${message}`, {
+      hint: 'Check the registry address and that it is running and reachable from the engine host (TLS certificates trusted by the engine)',
+      details: { registry },
+    });
+  }
+  return new ThinkubeImageError('ERR_PUSH_FAILED', `Push of ${reference} to ${registry} failed: ${message}`, { details: { registry } });
+}
+
+async function pushOneTag(
+  engine: Engine,
+  reference: string,
+  authHeader: string,
+  controls: OperationControls,
+): Promise<{ digest?: string; size?: number; uploaded: number; existing: number; mounted: number; error?: string; tail: string[] }> {
+  const ref = withDefaultTag(parseReference(reference));
+  const name = formatReference({ ...ref, tag: undefined, digest: undefined });
+  const stream = (await engine.docker.getImage(name).push({
+    tag: ref.tag,
+    authconfig: { key: authHeader },
+    abortSignal: controls.signal,
+  } as object)) as unknown as import('node:stream').Readable;
+  const layers = new Map<string, string>();
+  const tail = new LogTail(30);
+  let digest: string | undefined;
+  let size: number | undefined;
+  let error: string | undefined;
+  for await (const message of readJsonLines(stream)) {
+    if (typeof message.error === 'string' || message.errorDetail) {
+      error = String(message.error ?? (message.errorDetail as { message?: string }).message ?? 'unknown error').trim();
+      continue;
+    }
+    const status = typeof message.status === 'string' ? message.status : undefined;
+    const id = typeof message.id === 'string' ? message.id : undefined;
+    if (status) {
+      const match = DIGEST_LINE.exec(status);
+      if (match) {
+        digest = match[1];
+        size = Number(match[2]);
+      }
+      if (id && /^[0-9a-f]{12,64}$/.test(id)) {
+        const previous = layers.get(id);
+        // Keep the final word on each layer: Pushed / Layer already exists / Mounted from x.
+        if (!previous || status === 'Pushed' || status.startsWith('Mounted from') || status === 'Layer already exists') layers.set(id, status);
+        const detail = message.progressDetail as { current?: number; total?: number } | undefined;
+        emit(controls, { type: 'push-layer', reference, layer: id, status, current: detail?.current, total: detail?.total });
+      }
+      if (!message.progressDetail || status !== 'Pushing') tail.push(cleanLine(id ? `${id}: ${status}` : status));
+    }
+    const aux = message.aux as { Digest?: string; Size?: number } | undefined;
+    if (aux?.Digest && !digest) {
+      digest = aux.Digest;
+      size = aux.Size;
+    }
+  }
+  let uploaded = 0;
+  let existing = 0;
+  let mounted = 0;
+  for (const status of layers.values()) {
+    if (status === 'Pushed') uploaded++;
+    else if (status.startsWith('Mounted from')) mounted++;
+    else if (status === 'Layer already exists') existing++;
+  }
+  return { digest, size, uploaded, existing, mounted, error, tail: tail.last() };
+}
+
+export async function pushImage(options: PushOptions, controls: OperationControls = {}): Promise<PushResult> {
+  const valid = validate<PushOptions>('push-options.schema.json', options, { what: 'push options' });
+  const engine = connectEngine(valid.engine);
+  return runPush(engine, valid, controls);
+}
+
+export async function runPush(engine: Engine, options: PushOptions, controls: OperationControls = {}): Promise<PushResult> {
+  const started = Date.now();
+  const refs = options.tags.map((t) => withDefaultTag(parseReference(t)));
+  const first = refs[0] as (typeof refs)[number];
+  for (const ref of refs) {
+    if (ref.registry !== first.registry || ref.repository !== first.repository) {
+      throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `All tags of one push must name the same repository: ${formatReference(ref)} differs from ${formatReference(first)}`, {
+        hint: 'Push each repository with its own call',
+      });
+    }
+  }
+  const credentials = await resolveCredentials(first.registry, options.auth);
+  const authHeader = registryAuthHeader(credentials, first.registry);
+  const verify = options.verify !== false;
+  const client = registryClientFor(first.registry, credentials, options.registry);
+  const warnings: string[] = [];
+  const results: TagPushResult[] = [];
+  let manifestSize = 0;
+  let digest: string | undefined;
+
+  for (const ref of refs) {
+    const reference = formatReference(ref);
+    if (controls.signal?.aborted) {
+      throw new ThinkubeImageError('ERR_ABORTED', `Push cancelled before ${reference}`, { details: { pushed: results } });
+    }
+    const previousDigest = verify ? (await client.headManifest(ref.repository, ref.tag as string))?.digest : undefined;
+    let outcome: Awaited<ReturnType<typeof pushOneTag>>;
+    try {
+      outcome = await pushOneTag(engine, reference, authHeader, controls);
+    } catch (error) {
+      if (controls.signal?.aborted) throw new ThinkubeImageError('ERR_ABORTED', `Push of ${reference} was cancelled`, { details: { pushed: results } });
+      const wrapped = engineError(engine, error, `pushing ${reference}`);
+      if (wrapped.code === 'ERR_ENGINE' && /does not exist|no such image|not found/i.test(wrapped.message)) {
+        throw new ThinkubeImageError('ERR_PUSH_FAILED', `Image ${reference} does not exist on the engine at ${engine.address}`, {
+          hint: 'Build (or tag) it before pushing',
+          details: { reference },
+        });
+      }
+      throw wrapped;
+    }
+    if (outcome.error) {
+      const classified = classifyPushError(outcome.error, first.registry, credentials, reference);
+      Object.assign(classified.details, { logTail: outcome.tail, pushed: results });
+      throw classified;
+    }
+    if (!outcome.digest) {
+      throw new ThinkubeImageError('ERR_PUSH_FAILED', `The engine at ${engine.address} pushed ${reference} but reported no digest`, {
+        hint: 'Check the engine log; retry the push',
+        details: { logTail: outcome.tail },
+      });
+    }
+    if (digest && outcome.digest !== digest) {
+      warnings.push(`${reference} has digest ${outcome.digest}, other tags of this push have ${digest}`);
+    }
+    digest ??= outcome.digest;
+    manifestSize = outcome.size ?? manifestSize;
+    emit(controls, { type: 'push-digest', reference, digest: outcome.digest, size: outcome.size ?? 0 });
+    if (verify) {
+      const seen = await client.headManifest(ref.repository, ref.tag as string);
+      if (!seen) {
+        throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${first.registry} does not list ${reference} right after the push`, {
+          hint: 'Another process may have deleted it, or the engine pushed elsewhere (registry mirror or DNS); push again',
+          details: { reference, expected: outcome.digest },
+        });
+      }
+      if (seen.digest !== outcome.digest) {
+        throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${first.registry} reports ${seen.digest} for ${reference}, but the engine pushed ${outcome.digest}`, {
+          hint: 'Something else pushed the same tag at the same time, or a proxy rewrote the manifest; push again and check who else writes this tag',
+          details: { reference, expected: outcome.digest, actual: seen.digest },
+        });
+      }
+    }
+    results.push({
+      reference,
+      digest: outcome.digest,
+      previousDigest,
+      layersUploaded: outcome.uploaded,
+      layersExisting: outcome.existing,
+      layersMounted: outcome.mounted,
+      changed: outcome.uploaded > 0 || outcome.mounted > 0 || previousDigest !== outcome.digest,
+    });
+  }
+
+  let imageSize = 0;
+  if (verify && digest) {
+    try {
+      const manifest = await client.getManifest(first.repository, digest);
+      const json = JSON.parse(manifest.body.toString('utf8')) as { config?: { size?: number }; layers?: { size?: number }[] };
+      imageSize = (json.config?.size ?? 0) + (json.layers ?? []).reduce((sum, layer) => sum + (layer.size ?? 0), 0);
+    } catch {
+      warnings.push(`Could not read the manifest of ${first.repository}@${digest} to compute the image size`);
+    }
+  }
+  return {
+    registry: first.registry,
+    repository: first.repository,
+    digest: digest as string,
+    manifestSize,
+    imageSize,
+    tags: results,
+    uploaded: results.some((r) => r.layersUploaded > 0),
+    changed: results.some((r) => r.changed),
+    verified: verify,
+    durationMs: Date.now() - started,
+    warnings,
+  };
+}

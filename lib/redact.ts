@@ -1,0 +1,42 @@
+/**
+ * Last line of defence for secrets: every value the caller marked secret (schema x-secret fields)
+ * is replaced wherever it appears in output, including common encodings of it (base64 of
+ * user:password as in Basic auth and Docker's auth entries, base64url JSON as in X-Registry-Auth).
+ */
+export const REDACTED = '********';
+
+export class Redactor {
+  private readonly needles = new Set<string>();
+
+  add(secret: string | undefined, username?: string): this {
+    if (!secret || secret.length < 3) return this;
+    this.needles.add(secret);
+    this.needles.add(JSON.stringify(secret).slice(1, -1));
+    this.needles.add(encodeURIComponent(secret));
+    if (username) {
+      const basic = Buffer.from(`${username}:${secret}`);
+      this.needles.add(basic.toString('base64'));
+      this.needles.add(basic.toString('base64url'));
+    }
+    return this;
+  }
+
+  get size(): number {
+    return this.needles.size;
+  }
+
+  redact(text: string): string {
+    let out = text;
+    // Longest first, so that an encoding containing the plain secret is replaced whole.
+    for (const needle of [...this.needles].sort((a, b) => b.length - a.length)) {
+      if (needle) out = out.split(needle).join(REDACTED);
+    }
+    return out;
+  }
+
+  /** Deep copy of a JSON value with every secret replaced. */
+  redactValue<T>(value: T): T {
+    if (this.needles.size === 0) return value;
+    return JSON.parse(this.redact(JSON.stringify(value) ?? 'null')) as T;
+  }
+}
