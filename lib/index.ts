@@ -4,4 +4,19 @@
  */
 export * from './errors.js';
 export * from './generated/types.js';
-export { validate, schemaDocuments, secretFields, type Naming, type SchemaFile } from './schema.js';
+export { validate, schemaDocuments, secretFields, convertName, type Naming, type SchemaFile } from './schema.js';
+export { buildImage, runBuild, ociLabels, type BuildResult } from './build.js';
+export { pushImage, runPush, resolveCredentials, type PushResult, type TagPushResult } from './push.js';
+export { connectEngine, checkEngine, resolveEngineAddress, DEFAULT_ENGINE_HOST, type Engine } from './engine.js';
+export { scanContext, packContext, createIgnoreMatcher, readIgnorePatterns, type ContextEntry, type ContextScan, type ScanOptions } from './context.js';
+export type { ImageEvent, OperationControls } from './progress.js';
+export * from './reference.js';
+export * from './docker-config.js';
+export * from './registry.js';
+export * from './harbor.js';
+export * from './scan-gate.js';
+export { Redactor, REDACTED } from './redact.js';
+export * from './register.js';
+export * from './configmap.js';
+export * from './catalog-file.js';
+export * from './control-client.js';
