@@ -24,6 +24,8 @@ function getAjv(): Ajv {
     ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
     ajv.addKeyword('x-secret');
     ajv.addKeyword('x-ansible');
+    // Read by the type generator only (names the TypeScript type of a $ref with extra keywords).
+    ajv.addKeyword('tsType');
     (ajvErrors as unknown as (a: Ajv) => Ajv)(ajv);
     for (const doc of Object.values(schemaDocuments)) ajv.addSchema(doc as unknown as object);
   }

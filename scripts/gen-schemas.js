@@ -14,6 +14,23 @@ function camel(file) {
   return file.replace(/\.schema\.json$/, '').replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 }
 
+/**
+ * A $ref with a sibling description makes json-schema-to-typescript emit numbered copies
+ * (`export type ImageTag1 = string;`, `export type ImageMetadata1 = ImageMetadata;`): fold them back.
+ */
+function dedupeAliases(text) {
+  const aliases = new Map();
+  for (const m of text.matchAll(/^export type (\w+) = ([^;\n]+);$/gm)) aliases.set(m[1], m[2]);
+  let out = text;
+  for (const [name, rhs] of aliases) {
+    const base = /^(.*?)\d+$/.exec(name)?.[1];
+    if (!base || (rhs !== base && aliases.get(base) !== rhs)) continue;
+    out = out.replace(new RegExp(`(?:/\\*\\*(?:(?!\\*/)[\\s\\S])*\\*/\\n)?^export type ${name} = [^;\\n]+;\\n`, 'm'), '');
+    out = out.replace(new RegExp(`\\b${name}\\b`, 'g'), base);
+  }
+  return out;
+}
+
 export async function generate() {
   const files = (await readdir(schemasDir)).filter((f) => f.endsWith('.schema.json')).sort();
   const docs = {};
@@ -44,6 +61,7 @@ export async function generate() {
   });
   // The root only exists to declare every type once.
   typesTs = typesTs.replace(/export interface SchemaTypesRoot \{[\s\S]*?\n\}\n/, '');
+  typesTs = dedupeAliases(typesTs);
   return { 'schemas.ts': schemasTs, 'types.ts': typesTs };
 }
 

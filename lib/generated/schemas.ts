@@ -703,7 +703,8 @@ export const schemaDocuments = {
     "properties": {
       "image": {
         "description": "The image's metadata (name, display_name, description, category, tags, metadata), as kept in its image.yaml.",
-        "$ref": "image-metadata.schema.json"
+        "$ref": "image-metadata.schema.json",
+        "tsType": "ImageMetadata"
       },
       "reference": {
         "title": "RegisteredReference",

@@ -16,10 +16,6 @@ export type Tags = string[];
  */
 export type ImageTag = string;
 export type Digest = string;
-/**
- * An OCI tag: up to 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'.
- */
-export type ImageTag1 = string;
 
 /**
  * Options of buildImage: build one image from a context folder on a Docker-compatible engine (classic builder).
@@ -331,7 +327,7 @@ export interface ImageMetadata {
    */
   category: string;
   tags?: Tags;
-  version?: ImageTag1;
+  version?: ImageTag;
   metadata?: ImageResourceMetadata;
 }
 /**
@@ -391,7 +387,7 @@ export interface RegistryTls {
  * Options of registerImage: register a built and pushed image (its verified digest and the seed's metadata) with thinkube-control, through its HTTP API (target api), a Kubernetes ConfigMap manifest that thinkube-control's image discovery reads (target configmap), or a local JSON catalog (target catalog, the embedded default).
  */
 export interface RegisterOptions {
-  image: ImageMetadata1;
+  image: ImageMetadata;
   reference: RegisteredReference;
   /**
    * Where the image's definition comes from (e.g. the git repository URL). Stored as source_url; built images have no upstream image.
@@ -438,30 +434,6 @@ export interface RegisterOptions {
    * Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file or thinkube-control; writes nothing.
    */
   dryRun?: boolean;
-}
-/**
- * What thinkube-control needs to know about an image (the seed's registration shape). Kept in each image's image.yaml and sent by every registration target.
- */
-export interface ImageMetadata1 {
-  /**
-   * Repository name of the image inside the project, e.g. jupyter-ml-cpu.
-   */
-  name: string;
-  /**
-   * Human name shown in thinkube-control and JupyterHub.
-   */
-  display_name: string;
-  /**
-   * One-line description.
-   */
-  description: string;
-  /**
-   * Kind of image, e.g. jupyter.
-   */
-  category: string;
-  tags?: Tags;
-  version?: ImageTag1;
-  metadata?: ImageResourceMetadata;
 }
 /**
  * Where the pushed image lives, with the digest the registry confirmed. Register only after pushImage verified the push: the digest is required so that a registration never points at an image that is not in the registry.
