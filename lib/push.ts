@@ -64,7 +64,7 @@ export function registryClientFor(registry: string, credentials: RegistryCredent
 function classifyPushError(message: string, registry: string, credentials: RegistryCredentials | undefined, reference: string): ThinkubeImageError {
   const who = credentials?.username ? `user ${credentials.username}` : 'anonymous access';
   const lower = message.toLowerCase();
-  if (/does not exist locally|no such image/.test(lower)) {
+  if (/does not exist locally|no such image|tag does not exist/.test(lower)) {
     return new ThinkubeImageError('ERR_PUSH_FAILED', `Image ${reference} does not exist on the engine: ${message}`, {
       hint: 'Build (or tag) it before pushing',
       details: { registry, reference },
@@ -170,7 +170,7 @@ export async function runPush(engine: Engine, options: PushOptions, controls: Op
   const credentials = await resolveCredentials(first.registry, options.auth);
   const authHeader = registryAuthHeader(credentials, first.registry);
   const verify = options.verify !== false;
-  const client = registryClientFor(first.registry, credentials, options.registry);
+  const client = registryClientFor(first.registry, credentials, options.registryTls);
   const warnings: string[] = [];
   const results: TagPushResult[] = [];
   let manifestSize = 0;

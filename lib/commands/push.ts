@@ -14,7 +14,7 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     const refs = options.tags.map((t) => withDefaultTag(parseReference(t)));
     const first = refs[0] as (typeof refs)[number];
     const credentials = await resolveCredentials(first.registry, options.auth);
-    const client = registryClientFor(first.registry, credentials, options.registry);
+    const client = registryClientFor(first.registry, credentials, options.registryTls);
     const wouldChange: string[] = [];
     for (const ref of refs) {
       const reference = formatReference(ref);

@@ -653,6 +653,142 @@ export const schemaDocuments = {
       }
     }
   },
+  "pipeline-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/pipeline-options.schema.json",
+    "title": "PipelineOptions",
+    "description": "Options of runPipeline: build, push and register every image of an images folder (or a selection) in dependency order; a failed image skips the images built on it.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "imagesDir",
+      "registry"
+    ],
+    "properties": {
+      "imagesDir": {
+        "description": "Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "images": {
+        "description": "Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.",
+        "type": "array",
+        "maxItems": 256,
+        "uniqueItems": true,
+        "items": {
+          "type": "string",
+          "minLength": 1,
+          "maxLength": 128
+        }
+      },
+      "registry": {
+        "description": "Registry host[:port] without scheme (HARBOR_REGISTRY), e.g. harbor.example.com. Images are pushed to <registry>/<project>/<name>.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?$",
+        "errorMessage": "must be a registry host[:port] without scheme or path, e.g. harbor.example.com"
+      },
+      "project": {
+        "description": "Harbor project (first path component of the repositories).",
+        "type": "string",
+        "default": "library",
+        "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+        "maxLength": 255,
+        "errorMessage": "must be a Harbor project name: lowercase letters, digits, '.', '_' or '-'"
+      },
+      "tags": {
+        "description": "Tags to push each image under.",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 32,
+        "default": [
+          "latest"
+        ],
+        "items": {
+          "$ref": "common.schema.json#/definitions/imageTag"
+        }
+      },
+      "buildArgs": {
+        "description": "Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.",
+        "type": "object",
+        "propertyNames": {
+          "minLength": 1,
+          "maxLength": 256
+        },
+        "additionalProperties": {
+          "type": "string",
+          "maxLength": 65536
+        }
+      },
+      "noCache": {
+        "description": "Build without the engine's layer cache.",
+        "type": "boolean",
+        "default": false
+      },
+      "pull": {
+        "description": "Always pull newer versions of base images when building.",
+        "type": "boolean",
+        "default": false
+      },
+      "engine": {
+        "$ref": "common.schema.json#/definitions/engine"
+      },
+      "auth": {
+        "$ref": "common.schema.json#/definitions/registryAuth"
+      },
+      "registryTls": {
+        "$ref": "common.schema.json#/definitions/registryTls"
+      },
+      "register": {
+        "description": "Register each pushed image (after its digest was verified).",
+        "type": "boolean",
+        "default": true
+      },
+      "registration": {
+        "title": "PipelineRegistration",
+        "description": "How images are registered: the options of registerImage other than image and reference.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "sourceUrl": {
+            "$ref": "register-options.schema.json#/properties/sourceUrl"
+          },
+          "target": {
+            "$ref": "register-options.schema.json#/properties/target"
+          },
+          "controlUrl": {
+            "$ref": "register-options.schema.json#/properties/controlUrl"
+          },
+          "token": {
+            "$ref": "register-options.schema.json#/properties/token"
+          },
+          "required": {
+            "$ref": "register-options.schema.json#/properties/required"
+          },
+          "caFile": {
+            "$ref": "register-options.schema.json#/properties/caFile"
+          },
+          "validateCerts": {
+            "$ref": "register-options.schema.json#/properties/validateCerts"
+          },
+          "timeoutSeconds": {
+            "$ref": "register-options.schema.json#/properties/timeoutSeconds"
+          },
+          "retries": {
+            "$ref": "register-options.schema.json#/properties/retries"
+          },
+          "catalogPath": {
+            "$ref": "register-options.schema.json#/properties/catalogPath"
+          },
+          "configmap": {
+            "$ref": "register-options.schema.json#/properties/configmap"
+          }
+        }
+      }
+    }
+  },
   "push-options.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/push-options.schema.json",
@@ -676,7 +812,7 @@ export const schemaDocuments = {
       "auth": {
         "$ref": "common.schema.json#/definitions/registryAuth"
       },
-      "registry": {
+      "registryTls": {
         "$ref": "common.schema.json#/definitions/registryTls"
       },
       "verify": {

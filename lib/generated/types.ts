@@ -331,23 +331,56 @@ export interface ImageMetadata {
   metadata?: ImageResourceMetadata;
 }
 /**
- * Options of pushImage: push local image tags to their registry and verify the pushed digest with the registry.
+ * Options of runPipeline: build, push and register every image of an images folder (or a selection) in dependency order; a failed image skips the images built on it.
  */
-export interface PushOptions {
+export interface PipelineOptions {
   /**
-   * Full references of local images to push, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same image.
+   * Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml).
+   */
+  imagesDir: string;
+  /**
+   * Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.
+   *
+   * @maxItems 256
+   */
+  images?: string[];
+  /**
+   * Registry host[:port] without scheme (HARBOR_REGISTRY), e.g. harbor.example.com. Images are pushed to <registry>/<project>/<name>.
+   */
+  registry: string;
+  /**
+   * Harbor project (first path component of the repositories).
+   */
+  project?: string;
+  /**
+   * Tags to push each image under.
    *
    * @minItems 1
-   * @maxItems 64
+   * @maxItems 32
    */
-  tags: ImageReference[];
-  auth?: RegistryAuth;
-  registry?: RegistryTls;
+  tags?: ImageTag[];
   /**
-   * After the push, ask the registry for each tag's manifest digest and fail when it differs from what the engine pushed.
+   * Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.
    */
-  verify?: boolean;
+  buildArgs?: {
+    [k: string]: string;
+  };
+  /**
+   * Build without the engine's layer cache.
+   */
+  noCache?: boolean;
+  /**
+   * Always pull newer versions of base images when building.
+   */
+  pull?: boolean;
   engine?: EngineOptions;
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
+  /**
+   * Register each pushed image (after its digest was verified).
+   */
+  register?: boolean;
+  registration?: PipelineRegistration;
 }
 /**
  * Registry credentials. Without username/password the entry for the registry in the Docker config (dockerConfig, default ~/.docker/config.json) is used, else the push is anonymous.
@@ -382,6 +415,100 @@ export interface RegistryTls {
    * Talk plain HTTP to a registry that is not on loopback (an insecure registry).
    */
   plainHttp?: boolean;
+}
+/**
+ * How images are registered: the options of registerImage other than image and reference.
+ */
+export interface PipelineRegistration {
+  /**
+   * Where the image's definition comes from (e.g. the git repository URL). Stored as source_url; built images have no upstream image.
+   */
+  sourceUrl?: string;
+  /**
+   * Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).
+   */
+  target?: 'catalog' | 'api' | 'configmap';
+  /**
+   * Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.
+   */
+  controlUrl?: string;
+  /**
+   * thinkube-control API token (tk_...) sent as Authorization: Bearer. Default: the environment variable THINKUBE_CONTROL_TOKEN. Never printed; pass it from a vault or the environment, not on a command line.
+   */
+  token?: string;
+  /**
+   * Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.
+   */
+  required?: boolean;
+  /**
+   * PEM bundle of extra certificate authorities to trust for thinkube-control (added to the system ones).
+   */
+  caFile?: string;
+  /**
+   * Verify thinkube-control's TLS certificate. Turn off only for testing.
+   */
+  validateCerts?: boolean;
+  /**
+   * Timeout of each HTTP request to thinkube-control.
+   */
+  timeoutSeconds?: number;
+  /**
+   * How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.
+   */
+  retries?: number;
+  /**
+   * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
+   */
+  catalogPath?: string;
+  configmap?: ConfigMapTargetOptions;
+}
+/**
+ * Where and how the ConfigMap manifest is written (target configmap).
+ */
+export interface ConfigMapTargetOptions {
+  /**
+   * Namespace of the ConfigMap (thinkube-control reads every namespace).
+   */
+  namespace?: string;
+  /**
+   * Name of the ConfigMap. Default: thinkube-custom-images-<image.category>, so each category's images share one manifest.
+   */
+  name?: string;
+  /**
+   * thinkube-control category of the entries and the thinkube.io/category label: system or user (its database accepts only these). Jupyter images are user.
+   */
+  category?: 'system' | 'user';
+  /**
+   * Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).
+   */
+  outputPath?: string;
+  /**
+   * Harbor project of the image (harbor_project). Default: the first component of reference.repository.
+   */
+  harborProject?: string;
+  /**
+   * Mark the image protected in thinkube-control (it cannot be deleted from its UI).
+   */
+  protected?: boolean;
+}
+/**
+ * Options of pushImage: push local image tags to their registry and verify the pushed digest with the registry.
+ */
+export interface PushOptions {
+  /**
+   * Full references of local images to push, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same image.
+   *
+   * @minItems 1
+   * @maxItems 64
+   */
+  tags: ImageReference[];
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
+  /**
+   * After the push, ask the registry for each tag's manifest digest and fail when it differs from what the engine pushed.
+   */
+  verify?: boolean;
+  engine?: EngineOptions;
 }
 /**
  * Options of registerImage: register a built and pushed image (its verified digest and the seed's metadata) with thinkube-control, through its HTTP API (target api), a Kubernetes ConfigMap manifest that thinkube-control's image discovery reads (target configmap), or a local JSON catalog (target catalog, the embedded default).
@@ -463,33 +590,4 @@ export interface RegisteredReference {
    * @maxItems 32
    */
   platforms?: string[];
-}
-/**
- * Where and how the ConfigMap manifest is written (target configmap).
- */
-export interface ConfigMapTargetOptions {
-  /**
-   * Namespace of the ConfigMap (thinkube-control reads every namespace).
-   */
-  namespace?: string;
-  /**
-   * Name of the ConfigMap. Default: thinkube-custom-images-<image.category>, so each category's images share one manifest.
-   */
-  name?: string;
-  /**
-   * thinkube-control category of the entries and the thinkube.io/category label: system or user (its database accepts only these). Jupyter images are user.
-   */
-  category?: 'system' | 'user';
-  /**
-   * Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).
-   */
-  outputPath?: string;
-  /**
-   * Harbor project of the image (harbor_project). Default: the first component of reference.repository.
-   */
-  harborProject?: string;
-  /**
-   * Mark the image protected in thinkube-control (it cannot be deleted from its UI).
-   */
-  protected?: boolean;
 }

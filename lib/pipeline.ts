@@ -1,0 +1,200 @@
+/**
+ * runPipeline: build -> push -> register for every image of an images folder (or a selection), in
+ * the order the dependency graph gives. A failed image never stops unrelated images, and every
+ * image built on it is skipped with the reason. Registration only ever follows a verified push.
+ */
+import path from 'node:path';
+import { loadCatalog, order, formatProblem, type CatalogImage } from './catalog.js';
+import { runBuild, type BuildResult } from './build.js';
+import { runPush, type PushResult } from './push.js';
+import { registerImage, type RegisterResult } from './register.js';
+import { connectEngine, checkEngine } from './engine.js';
+import { scanContext } from './context.js';
+import { ThinkubeImageError, isThinkubeImageError } from './errors.js';
+import { emit, type OperationControls } from './progress.js';
+import { validate } from './schema.js';
+import type { PipelineOptions, RegisterOptions } from './generated/types.js';
+
+export type { PipelineOptions };
+
+export type ImageStatus = 'done' | 'failed' | 'skipped' | 'planned';
+
+export interface PipelineImageResult {
+  name: string;
+  status: ImageStatus;
+  changed: boolean;
+  /** Why the image was skipped or failed. */
+  reason?: string;
+  tags: string[];
+  dependsOn: string[];
+  imageId?: string;
+  digest?: string;
+  imageSize?: number;
+  layersUploaded?: number;
+  registration?: { target: string; outcome: string; changed: boolean; location: string };
+  error?: { code: string; message: string; step?: string; logTail?: string[] };
+  durationMs: number;
+}
+
+export interface PipelineResult {
+  images: PipelineImageResult[];
+  order: string[];
+  changed: boolean;
+  failed: boolean;
+  durationMs: number;
+  warnings: string[];
+}
+
+export interface PipelineControls extends OperationControls {
+  /** Ansible check mode: plan only, change nothing. */
+  checkMode?: boolean;
+}
+
+function errorSummary(error: unknown): PipelineImageResult['error'] {
+  if (isThinkubeImageError(error)) {
+    const step = typeof error.details.step === 'string' ? error.details.step : undefined;
+    const logTail = Array.isArray(error.details.logTail) ? (error.details.logTail as string[]).slice(-30) : undefined;
+    return { code: error.code, message: error.fullMessage, step, logTail };
+  }
+  return { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+export async function runPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
+  const valid = validate<PipelineOptions>('pipeline-options.schema.json', options, { what: 'pipeline options' });
+  return runValidatedPipeline(valid, controls);
+}
+
+/** The pipeline for options already validated (the command layer validates with its own naming). */
+export async function runValidatedPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
+  const started = Date.now();
+  const project = options.project ?? 'library';
+  const tagNames = options.tags ?? ['latest'];
+  const buildArgs = { HARBOR_REGISTRY: options.registry, ...(options.buildArgs ?? {}) };
+  const catalog = await loadCatalog(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs });
+  const plan = order(catalog, options.images);
+  const selected = new Set(plan.names);
+  const errors = catalog.problems.filter((p) => p.severity === 'error' && plan.images.some((i) => p.file.includes(i.name) || !p.file));
+  if (errors.length > 0) {
+    throw new ThinkubeImageError('ERR_LINT', `The images folder has ${errors.length} problem(s): ${errors.map(formatProblem).join('; ')}`, {
+      hint: 'Fix them (node bin/lint.js shows every check) before building',
+      details: { problems: errors },
+    });
+  }
+  const warnings: string[] = [];
+  const results = new Map<string, PipelineImageResult>();
+  const engine = connectEngine(options.engine);
+  if (!controls.checkMode) await checkEngine(engine);
+
+  for (const image of plan.images) {
+    const tags = tagNames.map((tag) => `${options.registry}/${project}/${image.name}:${tag}`);
+    const dependsOn = image.dependsOn.filter((d) => selected.has(d));
+    const result: PipelineImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
+    results.set(image.name, result);
+    const blocked = dependsOn.filter((d) => results.get(d)?.status === 'failed' || results.get(d)?.status === 'skipped');
+    if (blocked.length > 0) {
+      result.status = 'skipped';
+      result.reason = `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built`;
+      emit(controls, { type: 'warning', message: `${image.name} skipped: ${result.reason}` });
+      continue;
+    }
+    if (controls.signal?.aborted) {
+      result.status = 'skipped';
+      result.reason = 'cancelled before it started';
+      continue;
+    }
+    if (controls.checkMode) {
+      result.status = 'planned';
+      result.changed = true;
+      result.reason = `would build, push ${tags.join(', ')}${options.register === false ? '' : ' and register'}`;
+      continue;
+    }
+    const imageStarted = Date.now();
+    emit(controls, { type: 'info', message: `==> ${image.name}: build, push${options.register === false ? '' : ', register'}` });
+    try {
+      const built = await buildOne(engine, image, tags, buildArgs, options, controls);
+      result.imageId = built.imageId;
+      const pushed = await runPush(engine, { tags: tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls }, controls);
+      result.digest = pushed.digest;
+      result.imageSize = pushed.imageSize;
+      result.layersUploaded = pushed.tags.reduce((n, t) => n + t.layersUploaded, 0);
+      result.changed = pushed.changed;
+      warnings.push(...built.warnings.map((w) => `${image.name}: ${w}`), ...pushed.warnings.map((w) => `${image.name}: ${w}`));
+      if (options.register !== false) {
+        const builtAt = built.labels['org.opencontainers.image.created'] ?? new Date().toISOString();
+        const registered = await registerOne(image, pushed, options, project, tagNames[0] as string, builtAt, controls);
+        result.registration = { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
+        result.changed ||= registered.changed;
+        warnings.push(...registered.warnings.map((w) => `${image.name}: ${w}`));
+      }
+      result.status = 'done';
+    } catch (error) {
+      result.status = 'failed';
+      result.error = errorSummary(error);
+      result.reason = result.error?.message;
+      emit(controls, { type: 'warning', message: `${image.name} failed: ${result.error?.message ?? ''}` });
+    } finally {
+      result.durationMs = Date.now() - imageStarted;
+    }
+  }
+  const images = plan.names.map((n) => results.get(n) as PipelineImageResult);
+  return {
+    images,
+    order: plan.names,
+    changed: images.some((i) => i.changed),
+    failed: images.some((i) => i.status === 'failed'),
+    durationMs: Date.now() - started,
+    warnings,
+  };
+}
+
+async function buildOne(
+  engine: ReturnType<typeof connectEngine>,
+  image: CatalogImage,
+  tags: string[],
+  buildArgs: Record<string, string>,
+  options: PipelineOptions,
+  controls: OperationControls,
+): Promise<BuildResult> {
+  const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath });
+  return runBuild(
+    engine,
+    {
+      context: image.dir,
+      dockerfile: image.dockerfilePath,
+      tags: tags as [string, ...string[]],
+      buildArgs,
+      noCache: options.noCache,
+      pull: options.pull,
+      title: image.metadata?.display_name,
+      version: image.metadata?.version,
+      source: options.registration?.sourceUrl,
+    },
+    scan,
+    controls,
+  );
+}
+
+async function registerOne(
+  image: CatalogImage,
+  pushed: PushResult,
+  options: PipelineOptions,
+  project: string,
+  tag: string,
+  builtAt: string,
+  controls: OperationControls,
+): Promise<RegisterResult> {
+  if (!image.metadata) throw new ThinkubeImageError('ERR_LINT', `${image.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
+  const registerOptions: RegisterOptions = {
+    ...(options.registration ?? {}),
+    image: image.metadata,
+    reference: {
+      registry: options.registry,
+      repository: `${project}/${image.name}`,
+      tag,
+      digest: pushed.digest,
+      sizeBytes: pushed.imageSize || undefined,
+      builtAt: builtAt.replace(/\.\d{3}Z$/, 'Z'),
+    },
+  };
+  return registerImage(registerOptions, { signal: controls.signal });
+}
