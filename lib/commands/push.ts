@@ -16,20 +16,30 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     const credentials = await resolveCredentials(first.registry, options.auth);
     const client = registryClientFor(first.registry, credentials, options.registryTls);
     const wouldChange: string[] = [];
+    let unchangedDigest: string | undefined;
     for (const ref of refs) {
       const reference = formatReference(ref);
-      const local = await withEngineTimeout(engine, `inspecting ${reference}`, async (abortSignal) =>
-        (await engine.docker.getImage(reference).inspect({ abortSignal } as object)) as { RepoDigests?: string[] },
-      );
+      // In check mode the image may not be built yet (the build task only reported): then it would be pushed.
+      const local = await withEngineTimeout(engine, `inspecting ${reference}`, async (abortSignal) => {
+        try {
+          return (await engine.docker.getImage(reference).inspect({ abortSignal } as object)) as { RepoDigests?: string[] };
+        } catch (error) {
+          if ((error as { statusCode?: number }).statusCode === 404) return { RepoDigests: [] };
+          throw error;
+        }
+      });
       const remote = await client.headManifest(ref.repository, ref.tag as string);
       const repo = formatReference({ ...ref, tag: undefined, digest: undefined });
       if (!remote || !(local.RepoDigests ?? []).includes(`${repo}@${remote.digest}`)) wouldChange.push(reference);
+      else unchangedDigest ??= remote.digest;
     }
     return {
       changed: wouldChange.length > 0,
       msg: wouldChange.length ? `Would push ${wouldChange.join(', ')}` : 'All tags are already in the registry',
       tags: options.tags,
       wouldPush: wouldChange,
+      // Known only when nothing would change: lets a check-mode registration compare its entry.
+      ...(wouldChange.length === 0 && unchangedDigest ? { digest: unchangedDigest } : {}),
     };
   }
   const result = await runPush(engine, options, context.controls);

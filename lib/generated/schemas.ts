@@ -124,6 +124,45 @@ export const schemaDocuments = {
       }
     }
   },
+  "catalog-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/catalog-options.schema.json",
+    "title": "CatalogCommandOptions",
+    "description": "Options of the catalog command: load an images folder, check it, and list its images in build order with what building, pushing and registering each needs.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "imagesDir"
+    ],
+    "properties": {
+      "imagesDir": {
+        "description": "Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "images": {
+        "description": "Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.",
+        "$ref": "common.schema.json#/definitions/imageNames"
+      },
+      "registry": {
+        "description": "Registry host[:port] without scheme (HARBOR_REGISTRY); with it, the full tags of each image are listed and FROM lines resolved.",
+        "$ref": "common.schema.json#/definitions/registryHost"
+      },
+      "project": {
+        "description": "Harbor project (first path component of the repositories).",
+        "default": "library",
+        "$ref": "common.schema.json#/definitions/projectName"
+      },
+      "tags": {
+        "description": "Tags to push each image under.",
+        "default": [
+          "latest"
+        ],
+        "$ref": "common.schema.json#/definitions/imageTags"
+      }
+    }
+  },
   "common.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/common.schema.json",
@@ -242,6 +281,41 @@ export const schemaDocuments = {
             "default": false
           }
         }
+      },
+      "registryHost": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?$",
+        "errorMessage": "must be a registry host[:port] without scheme or path, e.g. harbor.example.com",
+        "title": "RegistryHost"
+      },
+      "projectName": {
+        "type": "string",
+        "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+        "maxLength": 255,
+        "errorMessage": "must be a Harbor project name: lowercase letters, digits, '.', '_' or '-'",
+        "title": "ProjectName"
+      },
+      "imageNames": {
+        "type": "array",
+        "maxItems": 256,
+        "uniqueItems": true,
+        "items": {
+          "type": "string",
+          "minLength": 1,
+          "maxLength": 128
+        },
+        "title": "ImageNames"
+      },
+      "imageTags": {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 32,
+        "items": {
+          "$ref": "common.schema.json#/definitions/imageTag"
+        },
+        "title": "ImageTags"
       }
     }
   },
@@ -673,42 +747,23 @@ export const schemaDocuments = {
       },
       "images": {
         "description": "Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.",
-        "type": "array",
-        "maxItems": 256,
-        "uniqueItems": true,
-        "items": {
-          "type": "string",
-          "minLength": 1,
-          "maxLength": 128
-        }
+        "$ref": "common.schema.json#/definitions/imageNames"
       },
       "registry": {
         "description": "Registry host[:port] without scheme (HARBOR_REGISTRY), e.g. harbor.example.com. Images are pushed to <registry>/<project>/<name>.",
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]{1,5})?$",
-        "errorMessage": "must be a registry host[:port] without scheme or path, e.g. harbor.example.com"
+        "$ref": "common.schema.json#/definitions/registryHost"
       },
       "project": {
         "description": "Harbor project (first path component of the repositories).",
-        "type": "string",
         "default": "library",
-        "pattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
-        "maxLength": 255,
-        "errorMessage": "must be a Harbor project name: lowercase letters, digits, '.', '_' or '-'"
+        "$ref": "common.schema.json#/definitions/projectName"
       },
       "tags": {
         "description": "Tags to push each image under.",
-        "type": "array",
-        "minItems": 1,
-        "maxItems": 32,
         "default": [
           "latest"
         ],
-        "items": {
-          "$ref": "common.schema.json#/definitions/imageTag"
-        }
+        "$ref": "common.schema.json#/definitions/imageTags"
       },
       "buildArgs": {
         "description": "Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.",
@@ -785,6 +840,83 @@ export const schemaDocuments = {
           "configmap": {
             "$ref": "register-options.schema.json#/properties/configmap"
           }
+        }
+      }
+    }
+  },
+  "preflight-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/preflight-options.schema.json",
+    "title": "PreflightOptions",
+    "description": "Options of runPreflight: check, before building, that the engine answers and has free disk, that the registry answers and takes the credentials, that the Harbor project exists (created on request) and Harbor is healthy, and that every base image the selected images need is in the registry. Against a plain OCI registry the Harbor-only checks are reported as not applicable.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "registry"
+    ],
+    "properties": {
+      "registry": {
+        "description": "Registry host[:port] without scheme (HARBOR_REGISTRY), e.g. harbor.example.com. Harbor's API is looked for at https://<registry>/api/v2.0 (plain HTTP for loopback hosts).",
+        "$ref": "common.schema.json#/definitions/registryHost"
+      },
+      "project": {
+        "description": "Harbor project the images are pushed to (first path component of the repositories).",
+        "default": "library",
+        "$ref": "common.schema.json#/definitions/projectName"
+      },
+      "auth": {
+        "$ref": "common.schema.json#/definitions/registryAuth"
+      },
+      "registryTls": {
+        "$ref": "common.schema.json#/definitions/registryTls"
+      },
+      "engine": {
+        "$ref": "common.schema.json#/definitions/engine"
+      },
+      "imagesDir": {
+        "description": "Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml) and bases.yaml. Without it the base-image check is not run.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "images": {
+        "description": "Names of the images that will be built (default: all of imagesDir). Images of the set they build on that are not selected must already be in the registry, and are checked like mirrored bases.",
+        "$ref": "common.schema.json#/definitions/imageNames"
+      },
+      "createProject": {
+        "description": "Create the Harbor project when it does not exist (not in check mode, where it is only reported).",
+        "type": "boolean",
+        "default": false
+      },
+      "projectPublic": {
+        "description": "Make a project created by createProject public (anyone may pull); false makes it private.",
+        "type": "boolean",
+        "default": true
+      },
+      "minFreeGb": {
+        "description": "Free space, in GiB (1024^3 bytes), that the engine's data root (DockerRootDir) must have. Measured when the engine runs on this host (unix:// socket).",
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1000000,
+        "default": 10
+      },
+      "checks": {
+        "description": "Run only these checks (default: all): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.",
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": true,
+        "items": {
+          "type": "string",
+          "enum": [
+            "engine",
+            "disk",
+            "registry",
+            "harbor-health",
+            "harbor-identity",
+            "harbor-project",
+            "base-images"
+          ],
+          "errorMessage": "must be one of engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images"
         }
       }
     }

@@ -6,15 +6,36 @@
  */
 export type ImageReference = string;
 /**
+ * Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.
+ *
+ * @maxItems 256
+ */
+export type ImageNames = string[];
+/**
+ * Registry host[:port] without scheme (HARBOR_REGISTRY); with it, the full tags of each image are listed and FROM lines resolved.
+ */
+export type RegistryHost = string;
+/**
+ * Harbor project (first path component of the repositories).
+ */
+export type ProjectName = string;
+/**
+ * An OCI tag: up to 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'.
+ */
+export type ImageTag = string;
+/**
+ * Tags to push each image under.
+ *
+ * @minItems 1
+ * @maxItems 32
+ */
+export type ImageTags = ImageTag[];
+/**
  * Free labels such as jupyter-compatible.
  *
  * @maxItems 64
  */
 export type Tags = string[];
-/**
- * An OCI tag: up to 128 characters from [A-Za-z0-9_.-], not starting with '.' or '-'.
- */
-export type ImageTag = string;
 export type Digest = string;
 
 /**
@@ -116,6 +137,19 @@ export interface EngineOptions {
    * Timeout for engine API calls other than the build and push streams.
    */
   timeoutSeconds?: number;
+}
+/**
+ * Options of the catalog command: load an images folder, check it, and list its images in build order with what building, pushing and registering each needs.
+ */
+export interface CatalogCommandOptions {
+  /**
+   * Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml).
+   */
+  imagesDir: string;
+  images?: ImageNames;
+  registry?: RegistryHost;
+  project?: ProjectName;
+  tags?: ImageTags;
 }
 /**
  * The HTTP contract this project defines for thinkube-control's custom-image registration (FastAPI conventions), under thinkube-control's API prefix /api/v1. POST /api/v1/images with a RegisteredImage creates (201 ImageRecord; 409 when the name exists). GET /api/v1/images lists (200 ImageList). GET /api/v1/images/{name} reads (200 ImageRecord; 404). PUT /api/v1/images/{name} replaces (200 ImageRecord; 404; the body's name must equal {name}). Every call needs Authorization: Bearer <token>; 401 (with WWW-Authenticate: Bearer, ApiKey realm="api") for a missing or invalid token, 403 for a token without the right to manage images. Errors are ErrorBody; 422 when the body breaks this schema. This root object only gathers the bodies by role, for type generation and tests; it is never sent.
@@ -338,27 +372,10 @@ export interface PipelineOptions {
    * Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml).
    */
   imagesDir: string;
-  /**
-   * Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.
-   *
-   * @maxItems 256
-   */
-  images?: string[];
-  /**
-   * Registry host[:port] without scheme (HARBOR_REGISTRY), e.g. harbor.example.com. Images are pushed to <registry>/<project>/<name>.
-   */
-  registry: string;
-  /**
-   * Harbor project (first path component of the repositories).
-   */
-  project?: string;
-  /**
-   * Tags to push each image under.
-   *
-   * @minItems 1
-   * @maxItems 32
-   */
-  tags?: ImageTag[];
+  images?: ImageNames;
+  registry: RegistryHost;
+  project?: ProjectName;
+  tags?: ImageTags;
   /**
    * Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.
    */
@@ -490,6 +507,39 @@ export interface ConfigMapTargetOptions {
    * Mark the image protected in thinkube-control (it cannot be deleted from its UI).
    */
   protected?: boolean;
+}
+/**
+ * Options of runPreflight: check, before building, that the engine answers and has free disk, that the registry answers and takes the credentials, that the Harbor project exists (created on request) and Harbor is healthy, and that every base image the selected images need is in the registry. Against a plain OCI registry the Harbor-only checks are reported as not applicable.
+ */
+export interface PreflightOptions {
+  registry: RegistryHost;
+  project?: ProjectName;
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
+  engine?: EngineOptions;
+  /**
+   * Folder holding one sub-folder per image (Dockerfile, requirements.txt, image.yaml) and bases.yaml. Without it the base-image check is not run.
+   */
+  imagesDir?: string;
+  images?: ImageNames;
+  /**
+   * Create the Harbor project when it does not exist (not in check mode, where it is only reported).
+   */
+  createProject?: boolean;
+  /**
+   * Make a project created by createProject public (anyone may pull); false makes it private.
+   */
+  projectPublic?: boolean;
+  /**
+   * Free space, in GiB (1024^3 bytes), that the engine's data root (DockerRootDir) must have. Measured when the engine runs on this host (unix:// socket).
+   */
+  minFreeGb?: number;
+  /**
+   * Run only these checks (default: all): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.
+   *
+   * @minItems 1
+   */
+  checks?: ('engine' | 'disk' | 'registry' | 'harbor-health' | 'harbor-identity' | 'harbor-project' | 'base-images')[];
 }
 /**
  * Options of pushImage: push local image tags to their registry and verify the pushed digest with the registry.

@@ -1,0 +1,113 @@
+// ansible/10_build_jupyter_images.yaml run by the real ansible-playbook against the real engine
+// and password-protected registry, with a thinkube-control stand-in that follows the contract.
+import t from 'tap';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { testEnv, uniqueName } from './helpers/env.js';
+import { runPlaybook, recap } from './helpers/ansible.js';
+import { startControlStandin } from './helpers/control-standin.js';
+import { RegistryClient } from '../dist/lib/registry.js';
+
+const env = testEnv();
+
+/** Three images: <p>-base, <p>-child (FROM base: a dependency) and <p>-solo. */
+function imagesDir(prefix, { failBase = false } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-images-'));
+  writeFileSync(path.join(dir, 'bases.yaml'), 'bases:\n  - library/busybox:1.35\n');
+  const image = (name, dockerfile, isDefault = false) => {
+    mkdirSync(path.join(dir, name));
+    writeFileSync(path.join(dir, name, 'Dockerfile'), dockerfile);
+    writeFileSync(path.join(dir, name, 'requirements.txt'), '# nothing to install\n');
+    writeFileSync(
+      path.join(dir, name, 'image.yaml'),
+      `name: ${name}\ndisplay_name: Test ${name}\ndescription: Fixture image ${name}\ncategory: jupyter\ntags: [test]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
+    );
+  };
+  image(`${prefix}-base`, `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/library/busybox:1.35\nRUN echo ${failBase ? 'about-to-fail && exit 7' : `base-${prefix} > /base`}\n`, true);
+  image(`${prefix}-child`, `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/library/${prefix}-base:latest\nRUN cat /base > /child\n`);
+  image(`${prefix}-solo`, `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/library/busybox:1.35\nRUN echo solo-${prefix} > /solo\n`);
+  return dir;
+}
+
+const registry = new RegistryClient({ registry: env.registryAuth, credentials: { username: env.registryUser, password: env.registryPassword } });
+
+function baseVars(control, dir) {
+  return {
+    harbor_registry: env.registryAuth,
+    harbor_username: env.registryUser,
+    harbor_admin_password: env.registryPassword,
+    thinkube_control_url: `${control.url}/api`,
+    thinkube_control_token: control.token,
+    images_dir: dir,
+    engine_host: env.dockerHost,
+  };
+}
+
+t.test('builds, pushes and registers a fixture set in dependency order; secrets stay hidden at -vvv', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const prefix = uniqueName('pb');
+  const dir = imagesDir(prefix);
+  const run = await runPlaybook({ extraVars: baseVars(control, dir), args: ['-vvv'] });
+  t.equal(run.code, 0, `playbook succeeds:\n${run.output.slice(-3000)}`);
+  t.notOk(run.output.includes(env.registryPassword), 'registry password never printed');
+  t.notOk(run.output.includes(control.token), 'thinkube-control token never printed');
+  t.notOk(run.output.includes('MODULE FAILURE'), 'no module failure');
+  const order = ['base', 'child', 'solo'].map((n) => run.output.indexOf(`TASK [${prefix}-${n} - build]`));
+  t.ok(order.every((i) => i > 0), 'every image built');
+  t.ok(order[0] < order[1], 'the base is built before the image built on it');
+  for (const suffix of ['base', 'child', 'solo']) {
+    const name = `${prefix}-${suffix}`;
+    const head = await registry.headManifest(`library/${name}`, 'latest');
+    t.ok(head, `${name} is in the registry`);
+    const registered = control.images.get(name);
+    t.ok(registered, `${name} registered with thinkube-control`);
+    t.equal(registered?.digest, head?.digest, `${name}: registered digest is the registry's`);
+    t.ok(run.output.includes(`${name}: ${head?.digest}`), `${name}: summary reports the registry's digest`);
+  }
+  t.equal(recap(run.output)?.failed, 0);
+});
+
+t.test('--check changes nothing and says what would happen', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const prefix = uniqueName('pbc');
+  const dir = imagesDir(prefix);
+  const run = await runPlaybook({ extraVars: baseVars(control, dir), args: ['--check'] });
+  t.equal(run.code, 0, `check run succeeds:\n${run.output.slice(-3000)}`);
+  for (const suffix of ['base', 'child', 'solo']) {
+    t.equal(await registry.headManifest(`library/${prefix}-${suffix}`, 'latest'), undefined, `${suffix} not pushed`);
+  }
+  t.equal(control.images.size, 0, 'nothing registered');
+  t.equal(control.requests.filter((r) => r.method !== 'GET').length, 0, 'no write request reached thinkube-control');
+  t.match(run.output, /Would build/);
+  t.match(run.output, /would register|\(not pushed: check mode\)/);
+});
+
+t.test('a failing build fails the play with the step, skips its dependant, builds the rest', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const prefix = uniqueName('pbf');
+  const dir = imagesDir(prefix, { failBase: true });
+  const run = await runPlaybook({ extraVars: baseVars(control, dir) });
+  t.not(run.code, 0, 'the play fails');
+  t.match(run.output, new RegExp(`${prefix}-base: FAILED - Build of .* failed at Step \\d+/\\d+ : RUN echo about-to-fail && exit 7`));
+  t.match(run.output, new RegExp(`Skipped because a base failed: ${prefix}-child`));
+  t.notOk(control.images.has(`${prefix}-child`), 'dependant not registered');
+  t.equal(await registry.headManifest(`library/${prefix}-child`, 'latest'), undefined, 'dependant not pushed');
+  t.ok(control.images.has(`${prefix}-solo`), 'an unrelated image is still built and registered');
+  t.notOk(run.output.includes(env.registryPassword), 'password not in the failure output');
+});
+
+t.test('ansible-doc shows every module', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const { repoRoot } = await import('./helpers/env.js');
+  const library = path.join(repoRoot, 'ansible', 'library');
+  for (const module of ['thinkube_image_build', 'thinkube_image_push', 'thinkube_image_register', 'thinkube_image_catalog', 'thinkube_image_pipeline', 'thinkube_image_preflight']) {
+    const text = execFileSync('ansible-doc', ['-M', library, module], { encoding: 'utf8', env: { ...process.env, ANSIBLE_NOCOLOR: '1' } });
+    t.match(text, new RegExp(`> ${module.toUpperCase()}`), `${module} documented`);
+    t.match(text, /OPTIONS/);
+    t.match(text, /RETURN VALUES/);
+  }
+});

@@ -1,0 +1,50 @@
+// Runs the real ansible-playbook (ansible-core) against localhost with a local connection. Always
+// asynchronous: stand-ins served by the test process must keep answering while the playbook runs.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { repoRoot } from './env.js';
+
+export const playbookPath = path.join(repoRoot, 'ansible', '10_build_jupyter_images.yaml');
+
+export function runPlaybook({ extraVars = {}, args = [], playbook = playbookPath, inventory, env = {}, timeoutMs = 600_000 } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-ansible-'));
+  const varsFile = path.join(dir, 'vars.json');
+  writeFileSync(varsFile, JSON.stringify({ target_hosts: 'all', ...extraVars }), { mode: 0o600 });
+  const inventoryFile = path.join(dir, 'inventory.ini');
+  writeFileSync(inventoryFile, inventory ?? `localhost ansible_connection=local ansible_python_interpreter=${process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3'}\n`);
+  return new Promise((resolve, reject) => {
+    const child = spawn('ansible-playbook', ['-i', inventoryFile, '-e', `@${varsFile}`, ...args, playbook], {
+      env: {
+        ...process.env,
+        ANSIBLE_NOCOLOR: '1',
+        ANSIBLE_FORCE_COLOR: '0',
+        ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
+        ANSIBLE_REMOTE_TEMP: path.join(dir, 'remote-tmp'),
+        ANSIBLE_RETRY_FILES_ENABLED: '0',
+        ANSIBLE_HOST_KEY_CHECKING: '0',
+        ANSIBLE_DEPRECATION_WARNINGS: '0',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, output: stdout + stderr, dir });
+    });
+  });
+}
+
+/** PLAY RECAP counts for localhost, e.g. { ok: 12, changed: 3, failed: 0, ... }. */
+export function recap(output, host = 'localhost') {
+  const line = output.split('\n').find((l) => l.startsWith(host) && l.includes('ok='));
+  if (!line) return undefined;
+  return Object.fromEntries([...line.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+}
