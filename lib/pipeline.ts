@@ -5,15 +5,18 @@
  */
 import path from 'node:path';
 import { loadCatalog, order, formatProblem, type CatalogImage } from './catalog.js';
-import { runBuild, type BuildResult } from './build.js';
-import { runPush, type PushResult } from './push.js';
+import { buildIfChanged, planBuild, type IncrementalBuildResult } from './incremental.js';
+
+import { runPush } from './push.js';
+import { isValidTag } from './reference.js';
+import { execFile } from 'node:child_process';
 import { registerImage, type RegisterResult } from './register.js';
-import { connectEngine, checkEngine } from './engine.js';
+import { connectEngine, checkEngine, type Engine } from './engine.js';
 import { scanContext } from './context.js';
 import { ThinkubeImageError, isThinkubeImageError } from './errors.js';
 import { emit, type OperationControls } from './progress.js';
 import { validate } from './schema.js';
-import type { PipelineOptions, RegisterOptions } from './generated/types.js';
+import type { BuildOptions, PipelineOptions, RegisterOptions } from './generated/types.js';
 
 export type { PipelineOptions };
 
@@ -28,6 +31,9 @@ export interface PipelineImageResult {
   tags: string[];
   dependsOn: string[];
   imageId?: string;
+  /** True when nothing was built: an image with the same inputs was already in the registry. */
+  buildSkipped?: boolean;
+  inputDigest?: string;
   digest?: string;
   imageSize?: number;
   layersUploaded?: number;
@@ -85,8 +91,16 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const engine = connectEngine(options.engine);
   if (!controls.checkMode) await checkEngine(engine);
 
+  const revision = options.tagging?.gitRevision ? await gitRevisionTag(path.resolve(options.imagesDir)) : undefined;
   for (const image of plan.images) {
-    const tags = tagNames.map((tag) => `${options.registry}/${project}/${image.name}:${tag}`);
+    const names = [...tagNames];
+    if (options.tagging?.version && image.metadata?.version) names.push(image.metadata.version);
+    if (options.tagging?.date) names.push(new Date().toISOString().slice(0, 10).replace(/-/g, ''));
+    if (revision) names.push(revision);
+    for (const name of names) {
+      if (!isValidTag(name)) throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Tag "${name}" for ${image.name} is not a valid OCI tag`, { hint: 'Tags are 1 to 128 characters from [A-Za-z0-9_.-], not starting with . or -' });
+    }
+    const tags = [...new Set(names)].map((tag) => `${options.registry}/${project}/${image.name}:${tag}`);
     const dependsOn = image.dependsOn.filter((d) => selected.has(d));
     const result: PipelineImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
     results.set(image.name, result);
@@ -104,23 +118,51 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     }
     if (controls.checkMode) {
       result.status = 'planned';
-      result.changed = true;
-      result.reason = `would build, push ${tags.join(', ')}${options.register === false ? '' : ' and register'}`;
+      try {
+        const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath });
+        const planned = await planBuild(engine, buildOptions(image, tags, buildArgs, options), scan);
+        result.inputDigest = planned.inputDigest;
+        const skip = Boolean(planned.existing) && !options.force;
+        result.buildSkipped = skip;
+        result.digest = planned.existing;
+        // A dependant of an image that would be rebuilt gets a new base: it would be rebuilt too.
+        const baseRebuilt = dependsOn.some((d) => results.get(d)?.buildSkipped === false);
+        result.changed = !skip || baseRebuilt;
+        result.reason = skip && !baseRebuilt ? `inputs unchanged (${planned.inputTag}): would build nothing` : `would build, push ${tags.join(', ')}${options.register === false ? '' : ' and register'}`;
+        if (baseRebuilt) result.buildSkipped = false;
+      } catch (error) {
+        result.status = 'failed';
+        result.error = errorSummary(error);
+        result.reason = result.error?.message;
+      }
       continue;
     }
     const imageStarted = Date.now();
     emit(controls, { type: 'info', message: `==> ${image.name}: build, push${options.register === false ? '' : ', register'}` });
     try {
       const built = await buildOne(engine, image, tags, buildArgs, options, controls);
-      result.imageId = built.imageId;
-      const pushed = await runPush(engine, { tags: tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls }, controls);
+      result.buildSkipped = built.skipped;
+      result.inputDigest = built.inputDigest;
+      warnings.push(...built.warnings.map((w) => `${image.name}: ${w}`));
+      let pushed: { digest: string; imageSize: number };
+      if (built.skipped) {
+        // Nothing built: the registry already has it, and the requested tags were moved to it.
+        pushed = { digest: built.digest as string, imageSize: built.imageSize ?? 0 };
+        result.layersUploaded = 0;
+        result.changed = built.retagged.some((r) => r.changed);
+        result.reason = built.reason;
+      } else {
+        result.imageId = built.imageId;
+        const push = await runPush(engine, { tags: built.tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls }, controls);
+        pushed = push;
+        result.layersUploaded = push.tags.reduce((n, t) => n + t.layersUploaded, 0);
+        result.changed = true;
+        warnings.push(...push.warnings.map((w) => `${image.name}: ${w}`));
+      }
       result.digest = pushed.digest;
       result.imageSize = pushed.imageSize;
-      result.layersUploaded = pushed.tags.reduce((n, t) => n + t.layersUploaded, 0);
-      result.changed = pushed.changed;
-      warnings.push(...built.warnings.map((w) => `${image.name}: ${w}`), ...pushed.warnings.map((w) => `${image.name}: ${w}`));
       if (options.register !== false) {
-        const builtAt = built.labels['org.opencontainers.image.created'] ?? new Date().toISOString();
+        const builtAt = (built.skipped ? built.createdAt : built.labels['org.opencontainers.image.created']) ?? new Date().toISOString();
         const registered = await registerOne(image, pushed, options, project, tagNames[0] as string, builtAt, controls);
         result.registration = { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
         result.changed ||= registered.changed;
@@ -147,36 +189,49 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   };
 }
 
+function buildOptions(image: CatalogImage, tags: string[], buildArgs: Record<string, string>, options: PipelineOptions): BuildOptions {
+  return {
+    context: image.dir,
+    dockerfile: image.dockerfilePath,
+    tags: tags as [string, ...string[]],
+    buildArgs,
+    noCache: options.noCache,
+    pull: options.pull,
+    title: image.metadata?.display_name,
+    version: image.metadata?.version,
+    source: options.registration?.sourceUrl,
+    skipUnchanged: true,
+    force: options.force,
+    auth: options.auth,
+    registryTls: options.registryTls,
+  };
+}
+
 async function buildOne(
-  engine: ReturnType<typeof connectEngine>,
+  engine: Engine,
   image: CatalogImage,
   tags: string[],
   buildArgs: Record<string, string>,
   options: PipelineOptions,
   controls: OperationControls,
-): Promise<BuildResult> {
+): Promise<IncrementalBuildResult> {
   const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath });
-  return runBuild(
-    engine,
-    {
-      context: image.dir,
-      dockerfile: image.dockerfilePath,
-      tags: tags as [string, ...string[]],
-      buildArgs,
-      noCache: options.noCache,
-      pull: options.pull,
-      title: image.metadata?.display_name,
-      version: image.metadata?.version,
-      source: options.registration?.sourceUrl,
-    },
-    scan,
-    controls,
-  );
+  return buildIfChanged(engine, buildOptions(image, tags, buildArgs, options), scan, controls);
+}
+
+/** git-<short commit>[-dirty] of the folder, or undefined outside a git repository. */
+async function gitRevisionTag(dir: string): Promise<string | undefined> {
+  const run = (args: string[]): Promise<string | undefined> =>
+    new Promise((resolve) => execFile('git', ['-C', dir, ...args], { timeout: 5000 }, (error, stdout) => resolve(error ? undefined : stdout.trim())));
+  const commit = await run(['rev-parse', '--short=12', 'HEAD']);
+  if (!commit) return undefined;
+  const dirty = await run(['status', '--porcelain', '--', '.']);
+  return `git-${commit}${dirty ? '-dirty' : ''}`;
 }
 
 async function registerOne(
   image: CatalogImage,
-  pushed: PushResult,
+  pushed: { digest: string; imageSize: number },
   options: PipelineOptions,
   project: string,
   tag: string,

@@ -376,6 +376,34 @@ export class RegistryClient {
     return true;
   }
 
+  /**
+   * GET a small blob (an image config) whole, checking its digest. Refuses blobs over `maxBytes`:
+   * layers are never fetched through this client.
+   */
+  async getBlob(repository: string, digest: string, maxBytes = 4 * 1024 * 1024): Promise<Buffer> {
+    checkRepository(repository);
+    if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest`);
+    const path = `/v2/${repository}/blobs/${digest}`;
+    const what = `blob ${repository}@${digest}`;
+    const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
+    if (response.statusCode === 404) {
+      throw new ThinkubeImageError('ERR_MANIFEST_NOT_FOUND', `Registry ${this.registry} has no ${what}`, {
+        hint: 'The image in the registry is incomplete; push it again',
+        details: { registry: this.registry, repository, digest },
+      });
+    }
+    this.expectOk(response, 'GET', path, what);
+    if (response.body.length > maxBytes) throw this.failure('ERR_REGISTRY', `${what} is larger than ${maxBytes} bytes`, 'Only small blobs (image configs) are read through the API', {});
+    const actual = sha256Digest(response.body);
+    if (digest.startsWith('sha256:') && actual !== digest) {
+      throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} sent ${what} whose bytes hash to ${actual}`, {
+        hint: 'A proxy may be altering responses; retry',
+        details: { registry: this.registry, repository, expected: digest, actual },
+      });
+    }
+    return response.body;
+  }
+
   /** All tags of a repository (following pagination); [] when the repository does not exist. */
   async listTags(repository: string): Promise<string[]> {
     checkRepository(repository);

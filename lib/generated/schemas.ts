@@ -119,6 +119,27 @@ export const schemaDocuments = {
         "type": "string",
         "maxLength": 4096
       },
+      "skipUnchanged": {
+        "description": "Content-addressed builds: compute the input digest (context files, Dockerfile, build args, labels, target, platform, base image digests), and when the registry already holds the tag in-<digest> build nothing and only point the requested tags at it (a registry-side re-tag). When built, the image also gets the in-<digest> tag (push it with the others) and the input digest as a label.",
+        "type": "boolean",
+        "default": false
+      },
+      "force": {
+        "description": "With skipUnchanged: build even when an image with the same inputs exists.",
+        "type": "boolean",
+        "default": false
+      },
+      "cacheFromRegistry": {
+        "description": "With skipUnchanged and no cacheFrom: when a build is needed, pull the first tag's current image from the registry first and use it as build cache, so a one-line change rebuilds only the layers after it.",
+        "type": "boolean",
+        "default": true
+      },
+      "auth": {
+        "$ref": "common.schema.json#/definitions/registryAuth"
+      },
+      "registryTls": {
+        "$ref": "common.schema.json#/definitions/registryTls"
+      },
       "engine": {
         "$ref": "common.schema.json#/definitions/engine"
       }
@@ -765,6 +786,29 @@ export const schemaDocuments = {
         ],
         "$ref": "common.schema.json#/definitions/imageTags"
       },
+      "tagging": {
+        "title": "TaggingStrategy",
+        "description": "Extra tags per image besides tags: each is validated against the OCI tag grammar.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "version": {
+            "description": "Also tag with the image's metadata version (image.yaml version), when it has one.",
+            "type": "boolean",
+            "default": false
+          },
+          "date": {
+            "description": "Also tag with the build date, YYYYMMDD (UTC).",
+            "type": "boolean",
+            "default": false
+          },
+          "gitRevision": {
+            "description": "Also tag with git-<short commit> when the images folder is in a git repository (a dirty tree adds -dirty).",
+            "type": "boolean",
+            "default": false
+          }
+        }
+      },
       "buildArgs": {
         "description": "Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.",
         "type": "object",
@@ -784,6 +828,11 @@ export const schemaDocuments = {
       },
       "pull": {
         "description": "Always pull newer versions of base images when building.",
+        "type": "boolean",
+        "default": false
+      },
+      "force": {
+        "description": "Build every image even when an image with the same inputs is already in the registry (normally such images are skipped and only re-tagged).",
         "type": "boolean",
         "default": false
       },

@@ -115,7 +115,55 @@ export interface BuildOptions {
    * Value of the org.opencontainers.image.source label (URL of the source).
    */
   source?: string;
+  /**
+   * Content-addressed builds: compute the input digest (context files, Dockerfile, build args, labels, target, platform, base image digests), and when the registry already holds the tag in-<digest> build nothing and only point the requested tags at it (a registry-side re-tag). When built, the image also gets the in-<digest> tag (push it with the others) and the input digest as a label.
+   */
+  skipUnchanged?: boolean;
+  /**
+   * With skipUnchanged: build even when an image with the same inputs exists.
+   */
+  force?: boolean;
+  /**
+   * With skipUnchanged and no cacheFrom: when a build is needed, pull the first tag's current image from the registry first and use it as build cache, so a one-line change rebuilds only the layers after it.
+   */
+  cacheFromRegistry?: boolean;
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
   engine?: EngineOptions;
+}
+/**
+ * Registry credentials. Without username/password the entry for the registry in the Docker config (dockerConfig, default ~/.docker/config.json) is used, else the push is anonymous.
+ */
+export interface RegistryAuth {
+  /**
+   * Registry user, e.g. admin or a Harbor robot account such as robot$thinkube.
+   */
+  username?: string;
+  /**
+   * Password or robot secret. Never printed; pass it from a vault or an environment variable, not on a command line.
+   */
+  password?: string;
+  /**
+   * Path of a Docker CLI config.json whose auths entry for the registry is used when no username/password is given.
+   */
+  dockerConfig?: string;
+}
+/**
+ * How to reach the registry's HTTP API. Loopback registries (localhost, 127.0.0.0/8, ::1) are plain HTTP, like Docker treats them.
+ */
+export interface RegistryTls {
+  /**
+   * Verify the registry's TLS certificate.
+   */
+  validateCerts?: boolean;
+  /**
+   * PEM bundle of extra certificate authorities to trust for the registry.
+   */
+  caFile?: string;
+  /**
+   * Talk plain HTTP to a registry that is not on loopback (an insecure registry).
+   */
+  plainHttp?: boolean;
 }
 /**
  * Which Docker-compatible engine to use. Unset fields follow the Docker CLI: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, else the local socket /var/run/docker.sock. Podman's Docker API socket works too.
@@ -376,6 +424,7 @@ export interface PipelineOptions {
   registry: RegistryHost;
   project?: ProjectName;
   tags?: ImageTags;
+  tagging?: TaggingStrategy;
   /**
    * Extra build arguments for every image. HARBOR_REGISTRY is set to the registry unless given here.
    */
@@ -390,6 +439,10 @@ export interface PipelineOptions {
    * Always pull newer versions of base images when building.
    */
   pull?: boolean;
+  /**
+   * Build every image even when an image with the same inputs is already in the registry (normally such images are skipped and only re-tagged).
+   */
+  force?: boolean;
   engine?: EngineOptions;
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
@@ -400,38 +453,21 @@ export interface PipelineOptions {
   registration?: PipelineRegistration;
 }
 /**
- * Registry credentials. Without username/password the entry for the registry in the Docker config (dockerConfig, default ~/.docker/config.json) is used, else the push is anonymous.
+ * Extra tags per image besides tags: each is validated against the OCI tag grammar.
  */
-export interface RegistryAuth {
+export interface TaggingStrategy {
   /**
-   * Registry user, e.g. admin or a Harbor robot account such as robot$thinkube.
+   * Also tag with the image's metadata version (image.yaml version), when it has one.
    */
-  username?: string;
+  version?: boolean;
   /**
-   * Password or robot secret. Never printed; pass it from a vault or an environment variable, not on a command line.
+   * Also tag with the build date, YYYYMMDD (UTC).
    */
-  password?: string;
+  date?: boolean;
   /**
-   * Path of a Docker CLI config.json whose auths entry for the registry is used when no username/password is given.
+   * Also tag with git-<short commit> when the images folder is in a git repository (a dirty tree adds -dirty).
    */
-  dockerConfig?: string;
-}
-/**
- * How to reach the registry's HTTP API. Loopback registries (localhost, 127.0.0.0/8, ::1) are plain HTTP, like Docker treats them.
- */
-export interface RegistryTls {
-  /**
-   * Verify the registry's TLS certificate.
-   */
-  validateCerts?: boolean;
-  /**
-   * PEM bundle of extra certificate authorities to trust for the registry.
-   */
-  caFile?: string;
-  /**
-   * Talk plain HTTP to a registry that is not on loopback (an insecure registry).
-   */
-  plainHttp?: boolean;
+  gitRevision?: boolean;
 }
 /**
  * How images are registered: the options of registerImage other than image and reference.
