@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tapBin = path.join(root, 'node_modules', '.bin', 'tap');
-const child = spawn(tapBin, process.argv.slice(2), { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+// A terminal gets tap's live display; logs (CI) get plain TAP, which reads well as text.
+const reporter = process.stdout.isTTY ? 'base' : 'tap';
+const child = spawn(tapBin, [`--reporter=${reporter}`, ...process.argv.slice(2)], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
 let summary;
 let pending = '';
 child.stdout.on('data', (chunk) => {
