@@ -38,8 +38,8 @@ export interface CommandImplementation {
 }
 
 export interface CommandDefinition extends CliCommandInfo {
-  /** Ansible module name, e.g. thinkube_image_build. */
-  module: string;
+  /** Ansible module name, e.g. thinkube_image_build (scripts without one are command-line only). */
+  module?: string;
   load(): Promise<CommandImplementation>;
 }
 

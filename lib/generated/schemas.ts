@@ -748,6 +748,102 @@ export const schemaDocuments = {
       }
     }
   },
+  "lint-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/lint-options.schema.json",
+    "title": "LintCommandOptions",
+    "description": "Check an images folder before anything is built: pinned requirements, ARG HARBOR_REGISTRY before the FROM lines that use it, no template syntax, COPY/ADD sources present after .dockerignore, image.yaml against the schema, exactly one default image, the dependency graph, version clashes with base images.",
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+      "imagesDir": {
+        "description": "Folder holding one sub-folder per image. Default: the images/ folder of this package.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "registry": {
+        "description": "Harbor host used to resolve FROM lines (default: they keep ${HARBOR_REGISTRY}).",
+        "$ref": "common.schema.json#/definitions/registryHost"
+      },
+      "project": {
+        "description": "Harbor project of the images.",
+        "default": "library",
+        "$ref": "common.schema.json#/definitions/projectName"
+      },
+      "buildArgs": {
+        "description": "Build args used to resolve FROM lines.",
+        "type": "object",
+        "propertyNames": {
+          "minLength": 1,
+          "maxLength": 256
+        },
+        "additionalProperties": {
+          "type": "string",
+          "maxLength": 65536
+        }
+      }
+    }
+  },
+  "new-image-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/new-image-options.schema.json",
+    "title": "NewImageOptions",
+    "description": "Scaffold a new image folder (Dockerfile with ARG HARBOR_REGISTRY + FROM, pinned requirements.txt, image.yaml, .dockerignore) that passes the checks. A Harbor base that is neither an image of the folder nor listed in bases.yaml is added to bases.yaml.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "name"
+    ],
+    "properties": {
+      "name": {
+        "description": "Repository name of the new image, also its folder name.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128
+      },
+      "from": {
+        "description": "Base image: ${HARBOR_REGISTRY}/project/repo:tag, project/repo:tag, or the name of an image of the folder. Default ${HARBOR_REGISTRY}/library/python:3.12-slim.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512
+      },
+      "imagesDir": {
+        "description": "Folder of image folders. Default: the images/ folder of this package.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "displayName": {
+        "description": "Name shown in thinkube-control (default: from the name).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256
+      },
+      "description": {
+        "description": "One-line description.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 4096
+      },
+      "category": {
+        "description": "Category of the image.",
+        "type": "string",
+        "default": "jupyter",
+        "minLength": 1,
+        "maxLength": 64
+      },
+      "gpu": {
+        "description": "The image needs a GPU node (default: as its base image of the folder, else false).",
+        "type": "boolean"
+      },
+      "python": {
+        "description": "The base has Python: install requirements.txt with pip (with --no-python the file is only copied into the image).",
+        "type": "boolean",
+        "default": true
+      }
+    }
+  },
   "pipeline-options.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/pipeline-options.schema.json",

@@ -413,6 +413,60 @@ export interface ImageMetadata {
   metadata?: ImageResourceMetadata;
 }
 /**
+ * Check an images folder before anything is built: pinned requirements, ARG HARBOR_REGISTRY before the FROM lines that use it, no template syntax, COPY/ADD sources present after .dockerignore, image.yaml against the schema, exactly one default image, the dependency graph, version clashes with base images.
+ */
+export interface LintCommandOptions {
+  /**
+   * Folder holding one sub-folder per image. Default: the images/ folder of this package.
+   */
+  imagesDir?: string;
+  registry?: RegistryHost;
+  project?: ProjectName;
+  /**
+   * Build args used to resolve FROM lines.
+   */
+  buildArgs?: {
+    [k: string]: string;
+  };
+}
+/**
+ * Scaffold a new image folder (Dockerfile with ARG HARBOR_REGISTRY + FROM, pinned requirements.txt, image.yaml, .dockerignore) that passes the checks. A Harbor base that is neither an image of the folder nor listed in bases.yaml is added to bases.yaml.
+ */
+export interface NewImageOptions {
+  /**
+   * Repository name of the new image, also its folder name.
+   */
+  name: string;
+  /**
+   * Base image: ${HARBOR_REGISTRY}/project/repo:tag, project/repo:tag, or the name of an image of the folder. Default ${HARBOR_REGISTRY}/library/python:3.12-slim.
+   */
+  from?: string;
+  /**
+   * Folder of image folders. Default: the images/ folder of this package.
+   */
+  imagesDir?: string;
+  /**
+   * Name shown in thinkube-control (default: from the name).
+   */
+  displayName?: string;
+  /**
+   * One-line description.
+   */
+  description?: string;
+  /**
+   * Category of the image.
+   */
+  category?: string;
+  /**
+   * The image needs a GPU node (default: as its base image of the folder, else false).
+   */
+  gpu?: boolean;
+  /**
+   * The base has Python: install requirements.txt with pip (with --no-python the file is only copied into the image).
+   */
+  python?: boolean;
+}
+/**
  * Options of runPipeline: build, push and register every image of an images folder (or a selection) in dependency order; a failed image skips the images built on it.
  */
 export interface PipelineOptions {
