@@ -35,6 +35,7 @@ const STEP_LINE = /^(?:Step|STEP) (\d+)\/(\d+) ?: ?(.*)$/;
 const WARNING_LINE = /^\[(?:Warning|WARNING)\]:? ?(.*)$/;
 const BUILT_LINE = /^Successfully built ([0-9a-f]{12,64})$/;
 const LOG_TAIL_LINES = 100;
+const MAX_PARTIAL_LINE = 64 * 1024;
 
 const execFileAsync = promisify(execFile);
 
@@ -152,47 +153,58 @@ export async function runBuild(
     throw wrapped;
   }
 
+  const onLine = (raw: string): void => {
+    const line = cleanLine(raw);
+    if (!line) return;
+    tail.push(line);
+    const step = STEP_LINE.exec(line);
+    if (step) {
+      currentStep = line;
+      steps = Number(step[2]);
+      emit(controls, { type: 'build-step', step: Number(step[1]), total: steps, instruction: step[3] ?? '' });
+      return;
+    }
+    const warning = WARNING_LINE.exec(line);
+    if (warning) {
+      warnings.push(warning[1] ?? line);
+      emit(controls, { type: 'warning', message: warning[1] ?? line });
+    }
+    const built = BUILT_LINE.exec(line);
+    if (built && !imageId) imageId = built[1];
+    emit(controls, { type: 'build-log', line });
+  };
+  // The engine forwards RUN output in chunks that may end mid-line: the unfinished line waits for
+  // the next chunk (bounded, so a huge line without newline cannot grow memory).
+  let partial = '';
   try {
     for await (const message of readJsonLines(stream as unknown as import('node:stream').Readable)) {
       if (typeof message.error === 'string' || message.errorDetail) {
+        if (partial) onLine(partial);
+        partial = '';
         const detail = message.errorDetail as { message?: string; code?: number } | undefined;
         streamError = { message: String(message.error ?? detail?.message ?? 'unknown error').trim(), code: detail?.code };
         tail.push(streamError.message);
         continue;
       }
       const aux = message.aux as { ID?: string } | undefined;
-      if (aux?.ID) {
-        imageId = aux.ID;
-        emit(controls, { type: 'build-image', imageId });
-      }
+      // Multi-stage builds report one ID per stage: only the last one is the image.
+      if (aux?.ID) imageId = aux.ID;
       if (typeof message.status === 'string') {
         const progress = typeof message.progress === 'string' ? message.progress : undefined;
         emit(controls, { type: 'build-status', status: message.status, id: typeof message.id === 'string' ? message.id : undefined, progress });
         if (!progress) tail.push(cleanLine(`${typeof message.id === 'string' ? `${message.id}: ` : ''}${message.status}`));
       }
       if (typeof message.stream === 'string') {
-        for (const raw of message.stream.split('\n')) {
-          const line = cleanLine(raw);
-          if (!line) continue;
-          tail.push(line);
-          const step = STEP_LINE.exec(line);
-          if (step) {
-            currentStep = line;
-            steps = Number(step[2]);
-            emit(controls, { type: 'build-step', step: Number(step[1]), total: steps, instruction: step[3] ?? '' });
-            continue;
-          }
-          const warning = WARNING_LINE.exec(line);
-          if (warning) {
-            warnings.push(warning[1] ?? line);
-            emit(controls, { type: 'warning', message: warning[1] ?? line });
-          }
-          const built = BUILT_LINE.exec(line);
-          if (built && !imageId) imageId = built[1];
-          emit(controls, { type: 'build-log', line });
+        const lines = (partial + message.stream).split('\n');
+        partial = lines.pop() ?? '';
+        if (partial.length > MAX_PARTIAL_LINE) {
+          lines.push(partial);
+          partial = '';
         }
+        for (const raw of lines) onLine(raw);
       }
     }
+    if (partial) onLine(partial);
   } catch (error) {
     if (controls.signal?.aborted) throw abortError();
     throw new BuildError(`Lost the build stream of ${options.tags[0]} from the engine at ${engine.address}${currentStep ? ` during ${currentStep}` : ''}`, {
@@ -222,6 +234,7 @@ export async function runBuild(
     }
   }
   if (!imageId.startsWith('sha256:') && /^[0-9a-f]{64}$/.test(imageId)) imageId = `sha256:${imageId}`;
+  emit(controls, { type: 'build-image', imageId });
   return {
     imageId,
     tags: [...options.tags],

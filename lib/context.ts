@@ -191,14 +191,20 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
  * whole). Owners are zeroed like the Docker CLI does.
  */
 export function packContext(scan: ContextScan): Readable {
+  // Like the Docker CLI: a Dockerfile from outside the context goes in under a generated name and
+  // the .dockerignore sent lists that name, so the engine drops it before COPY . can see it.
+  const ignoreEntry = scan.entries.find((e) => e.path === '.dockerignore');
+  const entries = scan.dockerfileOutside ? scan.entries.filter((e) => e !== ignoreEntry) : scan.entries;
   return tarFs.pack(scan.root, {
-    entries: scan.entries.map((e) => e.path),
+    entries: entries.map((e) => e.path),
     // The scan already decided every entry; stop tar-fs from walking folders again.
     ignore: () => true,
     map: (header) => Object.assign(header, { uid: 0, gid: 0, uname: '', gname: '' }),
     finalize: !scan.dockerfileOutside,
     finish: scan.dockerfileOutside
       ? (pack) => {
+          const ignore = [...(ignoreEntry ? scan.ignorePatterns : ['.dockerignore']), scan.dockerfileName].join('\n');
+          pack.entry({ name: '.dockerignore', mode: ignoreEntry?.mode ?? 0o600, mtime: new Date(0), uid: 0, gid: 0 }, `${ignore}\n`);
           pack.entry({ name: scan.dockerfileName, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 }, scan.dockerfile);
           pack.finalize();
         }

@@ -90,7 +90,8 @@ export function engineError(engine: Pick<Engine, 'address'>, error: unknown, doi
     });
   }
   const json = (error as { json?: { message?: string } } | null)?.json;
-  const message = json?.message ?? (error as Error | null)?.message ?? String(error);
+  // docker-modem prefixes "(HTTP code 400) unexpected - " when it did not parse the body (streamed calls).
+  const message = (json?.message ?? (error as Error | null)?.message ?? String(error)).replace(/^\(HTTP code \d+\) [a-z ]*- /, '');
   return new ThinkubeImageError('ERR_ENGINE', `The container engine at ${engine.address} failed while ${doing}: ${message.trim()}`, {
     cause: error,
     details: { engine: engine.address, statusCode, message: message.trim() },

@@ -7,7 +7,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import ajvErrors from 'ajv-errors';
 import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
 import { ValidationError, type FieldProblem } from './errors.js';
-import { optionSpecs } from './option-spec.js';
+import { deref, optionSpecs } from './option-spec.js';
 import { convertNameLight } from './naming.js';
 
 export { schemaDocuments, type SchemaFile };
@@ -46,35 +46,59 @@ function validatorFor(file: SchemaFile): ValidateFunction {
 
 export const convertName: (name: string, naming: Naming) => string = convertNameLight;
 
-/** Turn an ajv instancePath such as /tags/0 or /engine/host into tags[0] / engine.host. */
-function pathToField(instancePath: string, naming: Naming, topLevelOnly = false): string {
+/**
+ * Turn an ajv instancePath such as /tags/0 or /engine/host into tags[0] / engine.host in the
+ * caller's naming. Only option names are converted: keys of maps (build args, labels, metadata)
+ * are data and stay as written.
+ */
+function pathToField(instancePath: string, naming: Naming, root: unknown): string {
   const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   let out = '';
-  parts.forEach((part, index) => {
-    if (/^\d+$/.test(part)) out += `[${part}]`;
-    else {
-      // Map keys (build args, labels, image metadata) are data, not option names: keep them.
-      const name = topLevelOnly && index > 0 ? part : convertName(part, naming);
-      out += out ? `.${name}` : name;
+  let schema: Record<string, unknown> | undefined = deref(root);
+  for (const part of parts) {
+    const props = schema?.properties as Record<string, unknown> | undefined;
+    if (/^\d+$/.test(part) && schema?.type === 'array') {
+      out += `[${part}]`;
+      schema = deref(schema.items);
+      continue;
     }
-  });
+    const isOption = props !== undefined && Object.prototype.hasOwnProperty.call(props, part);
+    const name = isOption ? convertName(part, naming) : part;
+    out += out ? `.${name}` : name;
+    schema = isOption ? deref(props[part]) : schema && typeof schema.additionalProperties === 'object' ? deref(schema.additionalProperties) : undefined;
+  }
   if (naming === 'kebab' && out) out = `--${out}`;
   return out;
 }
 
-function describe(error: ErrorObject, naming: Naming): FieldProblem {
+/** The schema object found at an instance path (for naming the missing or extra property). */
+function schemaAt(instancePath: string, root: unknown): Record<string, unknown> | undefined {
+  let schema: Record<string, unknown> | undefined = deref(root);
+  for (const part of instancePath.split('/').slice(1)) {
+    const props = schema?.properties as Record<string, unknown> | undefined;
+    if (schema?.type === 'array') schema = deref(schema.items);
+    else if (props && part in props) schema = deref(props[part]);
+    else schema = schema && typeof schema.additionalProperties === 'object' ? deref(schema.additionalProperties) : undefined;
+  }
+  return schema;
+}
+
+function describe(error: ErrorObject, naming: Naming, root: unknown): FieldProblem {
   const params = error.params as Record<string, unknown>;
-  let field = pathToField(error.instancePath, naming);
+  let field = pathToField(error.instancePath, naming, root);
+  // A property named by `required`/`additionalProperties` is an option name only where the schema declares options.
+  const declares = (name: string): boolean => Boolean((schemaAt(error.instancePath, root)?.properties as Record<string, unknown> | undefined)?.[name]);
+  const nameOf = (name: string): string => (declares(name) || error.keyword === 'additionalProperties' ? convertName(name, naming) : name);
   let message = error.message ?? 'is invalid';
   switch (error.keyword) {
     case 'additionalProperties': {
-      const extra = convertName(String(params.additionalProperty), naming);
+      const extra = nameOf(String(params.additionalProperty));
       field = field ? `${field}.${extra}` : naming === 'kebab' ? `--${extra}` : extra;
       message = 'is not a known option (check its spelling)';
       break;
     }
     case 'required': {
-      const missing = convertName(String(params.missingProperty), naming);
+      const missing = nameOf(String(params.missingProperty));
       field = field ? `${field}.${missing}` : naming === 'kebab' ? `--${missing}` : missing;
       message = 'is required';
       break;
@@ -119,7 +143,7 @@ export function validate<T>(file: SchemaFile, value: unknown, options: ValidateO
   for (const error of fn.errors ?? []) {
     // ajv-errors wraps the original errors; "if" errors only repeat the branch that failed.
     if (error.keyword === 'if') continue;
-    const problem = describe(error, naming);
+    const problem = describe(error, naming, schemaDocuments[file]);
     const key = `${problem.field}\u0000${problem.message}`;
     if (!seen.has(key)) {
       seen.add(key);
