@@ -34,6 +34,27 @@ export function looksLikeAnsibleInvocation(argv: string[]): boolean {
 
 type Schema = Record<string, unknown>;
 
+/**
+ * Ansible's templating can hand over numbers and booleans as strings ("1074070", "True", "yes"):
+ * convert them the way AnsibleModule's type checks do, guided by the schema's type.
+ */
+function coerce(value: unknown, schema: Schema | undefined): unknown {
+  if (!schema || typeof value !== 'string') return value;
+  const text = value.trim();
+  switch (schema.type) {
+    case 'integer':
+      return /^[+-]?\d+$/.test(text) ? Number(text) : value;
+    case 'number':
+      return text !== '' && Number.isFinite(Number(text)) ? Number(text) : value;
+    case 'boolean':
+      if (/^(true|yes|on|1|y)$/i.test(text)) return true;
+      if (/^(false|no|off|0|n)$/i.test(text)) return false;
+      return value;
+    default:
+      return value;
+  }
+}
+
 /** Rename snake_case keys to the schema's camelCase names, following nested option objects. */
 export function snakeToSchemaNames(value: Record<string, unknown>, schema: Schema): Record<string, unknown> {
   const props = (schema.properties ?? {}) as Record<string, unknown>;
@@ -46,7 +67,9 @@ export function snakeToSchemaNames(value: Record<string, unknown>, schema: Schem
     out[name] =
       sub && sub.properties && item && typeof item === 'object' && !Array.isArray(item)
         ? snakeToSchemaNames(item as Record<string, unknown>, sub)
-        : item;
+        : Array.isArray(item) && sub?.items
+          ? item.map((element) => coerce(element, deref(sub.items)))
+          : coerce(item, sub);
   }
   return out;
 }

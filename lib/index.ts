@@ -20,3 +20,4 @@ export * from './register.js';
 export * from './configmap.js';
 export * from './catalog-file.js';
 export * from './control-client.js';
+export * from './preflight.js';

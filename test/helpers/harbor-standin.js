@@ -4,7 +4,9 @@
 // 412 on /users/current for robot accounts, repository names decoded the way Harbor's router
 // does (the path is decoded once, so a%2Fb splits into two segments and only a%252Fb works),
 // a session cookie on every answer with Harbor's CSRF rule for requests that send it back, and
-// scans that move Pending -> Running -> Success/Error one poll at a time.
+// scans that move Pending -> Running -> Success/Error one poll at a time. The registry side is
+// there too, as far as preflight needs it: /service/token (Basic in, Bearer token out), /v2/ and
+// manifest HEADs answered from the artifacts (anonymous pulls from public projects only).
 import http from 'node:http';
 import https from 'node:https';
 import { randomUUID } from 'node:crypto';
@@ -85,6 +87,9 @@ export async function startHarborStandin(options = {}) {
   state.addArtifact = addArtifact;
   state.addProject = addProject;
 
+  /** Bearer tokens the token service handed out: token -> { user (null: anonymous), service, scopes }. */
+  const registryTokens = new Map();
+
   /** Every request, as the server saw it. */
   const requests = [];
 
@@ -123,6 +128,7 @@ export async function startHarborStandin(options = {}) {
     };
     const error = (status, code, message) => send(status, { errors: [{ code, message }] });
 
+    const m0 = req.method;
     // Go's router works on the decoded path: %2F becomes a real separator here.
     let decoded;
     try {
@@ -130,6 +136,9 @@ export async function startHarborStandin(options = {}) {
     } catch {
       return error(400, 'BAD_REQUEST', 'invalid path encoding');
     }
+    // Harbor's registry side: token service and the /v2/ API (enough for ping and manifest HEADs).
+    if (decoded === '/service/token' && m0 === 'GET') return tokenService(req, send, error, query);
+    if (decoded === '/v2' || decoded.startsWith('/v2/')) return registryApi(req, send, decoded);
     if (!decoded.startsWith('/api/v2.0/')) return error(404, 'NOT_FOUND', `no route for ${decoded}`);
     const parts = decoded.slice('/api/v2.0/'.length).split('/');
     const route = (pattern) => {
@@ -277,6 +286,52 @@ export async function startHarborStandin(options = {}) {
 
     return error(404, 'NOT_FOUND', `no route for ${m} ${decoded}`);
   };
+
+  /**
+   * GET /service/token (Docker token auth, as Harbor's core serves it): Basic credentials, when
+   * sent, must be right (401 otherwise); without them the token is anonymous.
+   */
+  function tokenService(req, send, error, query) {
+    let user = null;
+    if (req.headers.authorization !== undefined) {
+      const auth = parseBasic(req.headers.authorization);
+      if (!auth || users[auth.user] !== auth.password) return error(401, 'UNAUTHORIZED', 'authentication required');
+      user = auth.user;
+    }
+    const token = randomUUID().replace(/-/g, '');
+    registryTokens.set(token, { user, service: query.get('service'), scopes: query.getAll('scope') });
+    return send(200, { token, access_token: token, expires_in: 1800, issued_at: new Date().toISOString() });
+  }
+
+  /** /v2/ (ping) and HEAD /v2/<project>/<repository>/manifests/<reference> against the artifacts. */
+  function registryApi(req, send, decoded) {
+    const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const grant = bearer ? registryTokens.get(bearer) : undefined;
+    const host = req.headers.host;
+    const challenge = (scope) => {
+      const realm = `${options.tls ? 'https' : 'http'}://${host}/service/token`;
+      const header = `Bearer realm="${realm}",service="harbor-registry"${scope ? `,scope="${scope}"` : ''}`;
+      return send(401, { errors: [{ code: 'UNAUTHORIZED', message: 'unauthorized to access repository', detail: null }] }, { 'Www-Authenticate': header, 'Docker-Distribution-Api-Version': 'registry/2.0' });
+    };
+    if (decoded === '/v2' || decoded === '/v2/') {
+      if (!grant?.user) return challenge();
+      return send(200, {}, { 'Docker-Distribution-Api-Version': 'registry/2.0' });
+    }
+    const match = /^\/v2\/([^/]+)\/(.+)\/manifests\/([^/]+)$/.exec(decoded);
+    if (!match || req.method !== 'HEAD') return send(404, { errors: [{ code: 'UNSUPPORTED', message: 'the stand-in serves /v2/ and manifest HEADs only' }] });
+    const [, project, repository, reference] = match;
+    const scope = `repository:${project}/${repository}:pull`;
+    const p = state.projects.get(project);
+    // Harbor lets anonymous tokens pull from public projects only.
+    if (!grant || (!grant.user && p?.metadata.public !== 'true')) return challenge(scope);
+    const artifact = p && [...state.artifacts.values()].find((a) => a.project === project && a.repository === repository && (a.digest === reference || a.tags.some((t) => t.name === reference)));
+    if (!artifact) return send(404, { errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown', detail: { name: `${project}/${repository}`, revision: reference } }] });
+    return send(200, '', {
+      'Content-Type': 'application/vnd.oci.image.manifest.v1+json',
+      'Docker-Content-Digest': artifact.digest,
+      'Docker-Distribution-Api-Version': 'registry/2.0',
+    });
+  }
 
   /** The report an overview shows now; each read advances a running scan by one step. */
   function overviewFor(a) {
