@@ -37,7 +37,7 @@ function baseVars(control, dir) {
     harbor_registry: env.registryAuth,
     harbor_username: env.registryUser,
     harbor_admin_password: env.registryPassword,
-    thinkube_control_url: `${control.url}/api`,
+    thinkube_control_url: control.url,
     thinkube_control_token: control.token,
     images_dir: dir,
     engine_host: env.dockerHost,
@@ -50,7 +50,7 @@ t.test('builds, pushes and registers a fixture set in dependency order; secrets 
   const prefix = uniqueName('pb');
   const dir = imagesDir(prefix);
   const run = await runPlaybook({ extraVars: baseVars(control, dir), args: ['-vvv'] });
-  t.equal(run.code, 0, `playbook succeeds:\n${run.output.slice(-3000)}`);
+  if (!t.equal(run.code, 0, 'playbook succeeds')) t.comment(run.output.slice(-4000));
   t.notOk(run.output.includes(env.registryPassword), 'registry password never printed');
   t.notOk(run.output.includes(control.token), 'thinkube-control token never printed');
   t.notOk(run.output.includes('MODULE FAILURE'), 'no module failure');
@@ -74,15 +74,17 @@ t.test('--check changes nothing and says what would happen', async (t) => {
   t.teardown(() => control.close());
   const prefix = uniqueName('pbc');
   const dir = imagesDir(prefix);
-  const run = await runPlaybook({ extraVars: baseVars(control, dir), args: ['--check'] });
-  t.equal(run.code, 0, `check run succeeds:\n${run.output.slice(-3000)}`);
+  const run = await runPlaybook({ extraVars: baseVars(control, dir), args: ['--check', '-v'] });
+  if (!t.equal(run.code, 0, 'check run succeeds')) t.comment(run.output.slice(-4000));
   for (const suffix of ['base', 'child', 'solo']) {
     t.equal(await registry.headManifest(`library/${prefix}-${suffix}`, 'latest'), undefined, `${suffix} not pushed`);
   }
   t.equal(control.images.size, 0, 'nothing registered');
   t.equal(control.requests.filter((r) => r.method !== 'GET').length, 0, 'no write request reached thinkube-control');
-  t.match(run.output, /Would build/);
-  t.match(run.output, /would register|\(not pushed: check mode\)/);
+  t.match(run.output, /Would build/, 'the build module says what it would do');
+  for (const suffix of ['base', 'child', 'solo']) {
+    t.match(run.output, new RegExp(`${prefix}-${suffix}: \\(not pushed: check mode\\), changed=True, registration=would register`), `summary line for ${suffix}`);
+  }
 });
 
 t.test('a failing build fails the play with the step, skips its dependant, builds the rest', async (t) => {
@@ -110,4 +112,32 @@ t.test('ansible-doc shows every module', async (t) => {
     t.match(text, /OPTIONS/);
     t.match(text, /RETURN VALUES/);
   }
+});
+
+t.test('second playbook run reports no changes', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const prefix = uniqueName('pbidem');
+  const dir = imagesDir(prefix);
+  // control.url already ends in /api (registerImage's controlUrl).
+  const vars = { ...baseVars(control, dir), thinkube_control_url: control.url };
+  const first = await runPlaybook({ extraVars: vars });
+  t.equal(first.code, 0, `first run succeeds:\n${first.output.slice(-3000)}`);
+  t.ok(recap(first.output)?.changed > 0, 'the first run changed something (it built, pushed and registered)');
+  for (const suffix of ['base', 'child', 'solo']) t.match(first.output, new RegExp(`${prefix}-${suffix}: sha256:[0-9a-f]{64}, changed=True, registration=created`), `${suffix}: built and registered`);
+  const writes = control.requests.filter((r) => r.method !== 'GET').length;
+  const { statSync, readFileSync } = await import('node:fs');
+  const offset = statSync(env.registryAuthLog).size;
+  const second = await runPlaybook({ extraVars: vars });
+  t.equal(second.code, 0, `second run succeeds:\n${second.output.slice(-3000)}`);
+  const counts = recap(second.output);
+  t.equal(counts?.failed, 0);
+  t.equal(counts?.changed, 0, `PLAY RECAP of the second run: changed=0\n${second.output.slice(-3000)}`);
+  for (const suffix of ['base', 'child', 'solo']) {
+    t.match(second.output, new RegExp(`${prefix}-${suffix}: sha256:[0-9a-f]{64} \\(unchanged, not rebuilt\\), changed=False, registration=unchanged`), `${suffix}: summary says unchanged, not rebuilt, registration unchanged`);
+    t.match(second.output, new RegExp(`TASK \\[${prefix}-${suffix} - push\\] \\**\\nskipping: \\[localhost\\]`), `${suffix}: push task skipped`);
+  }
+  t.equal(control.requests.filter((r) => r.method !== 'GET').length, writes, 'no write request reached thinkube-control during the second run');
+  const log = readFileSync(env.registryAuthLog).subarray(offset).toString('utf8');
+  t.notOk(log.split('\n').some((line) => line.includes(`/v2/library/${prefix}-`) && line.includes('/blobs/uploads')), 'no blob upload reached the registry during the second run');
 });
