@@ -25,7 +25,8 @@ export type ErrorCode =
   | 'ERR_LINT'
   | 'ERR_TIMEOUT'
   | 'ERR_SCAN_GATE'
-  | 'ERR_QUOTA_EXCEEDED';
+  | 'ERR_QUOTA_EXCEEDED'
+  | 'ERR_PLATFORM_MISMATCH';
 
 export interface ErrorDetails {
   [key: string]: unknown;

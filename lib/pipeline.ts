@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { registerImage, type RegisterResult } from './register.js';
 import { connectEngine, checkEngine, type Engine } from './engine.js';
 import { scanContext } from './context.js';
+import { lockImage } from './image-lock.js';
 import { ThinkubeImageError, isThinkubeImageError } from './errors.js';
 import { emit, type OperationControls } from './progress.js';
 import { validate } from './schema.js';
@@ -56,7 +57,7 @@ export interface PipelineControls extends OperationControls {
   checkMode?: boolean;
 }
 
-function errorSummary(error: unknown): PipelineImageResult['error'] {
+export function errorSummary(error: unknown): PipelineImageResult['error'] {
   if (isThinkubeImageError(error)) {
     const step = typeof error.details.step === 'string' ? error.details.step : undefined;
     const logTail = Array.isArray(error.details.logTail) ? (error.details.logTail as string[]).slice(-30) : undefined;
@@ -86,6 +87,11 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       details: { problems: errors },
     });
   }
+  // Several engines, parallel images or several platforms: the scheduled path (lib/scheduler.ts).
+  if (options.engines || (options.concurrency ?? 1) > 1 || options.platforms || plan.images.some((i) => i.metadata?.platforms)) {
+    const { runScheduledPipeline } = await import('./scheduler.js');
+    return runScheduledPipeline({ options, plan, project, tagNames, buildArgs, started }, controls);
+  }
   const warnings: string[] = [];
   const results = new Map<string, PipelineImageResult>();
   const engine = connectEngine(options.engine);
@@ -93,14 +99,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
 
   const revision = options.tagging?.gitRevision ? await gitRevisionTag(path.resolve(options.imagesDir)) : undefined;
   for (const image of plan.images) {
-    const names = [...tagNames];
-    if (options.tagging?.version && image.metadata?.version) names.push(image.metadata.version);
-    if (options.tagging?.date) names.push(new Date().toISOString().slice(0, 10).replace(/-/g, ''));
-    if (revision) names.push(revision);
-    for (const name of names) {
-      if (!isValidTag(name)) throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Tag "${name}" for ${image.name} is not a valid OCI tag`, { hint: 'Tags are 1 to 128 characters from [A-Za-z0-9_.-], not starting with . or -' });
-    }
-    const tags = [...new Set(names)].map((tag) => `${options.registry}/${project}/${image.name}:${tag}`);
+    const tags = imageTags(image, options, tagNames, project, revision);
     const dependsOn = image.dependsOn.filter((d) => selected.has(d));
     const result: PipelineImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
     results.set(image.name, result);
@@ -119,7 +118,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     if (controls.checkMode) {
       result.status = 'planned';
       try {
-        const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath });
+        const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath, maxBytes: options.maxContextBytes });
         const planned = await planBuild(engine, buildOptions(image, tags, buildArgs, options), scan);
         result.inputDigest = planned.inputDigest;
         const skip = Boolean(planned.existing) && !options.force;
@@ -139,7 +138,10 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     }
     const imageStarted = Date.now();
     emit(controls, { type: 'info', message: `==> ${image.name}: build, push${options.register === false ? '' : ', register'}` });
+    // Another run building this image on this host finishes first; this one then finds it built.
+    let unlock: (() => Promise<void>) | undefined;
     try {
+      unlock = await lockImage(`${options.registry}/${project}/${image.name}`, controls);
       const built = await buildOne(engine, image, tags, buildArgs, options, controls);
       result.buildSkipped = built.skipped;
       result.inputDigest = built.inputDigest;
@@ -153,7 +155,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
         result.reason = built.reason;
       } else {
         result.imageId = built.imageId;
-        const push = await runPush(engine, { tags: built.tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls }, controls);
+        const push = await runPush(engine, { tags: built.tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls, retry: options.retry }, controls);
         pushed = push;
         result.layersUploaded = push.tags.reduce((n, t) => n + t.layersUploaded, 0);
         result.changed = true;
@@ -175,6 +177,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       result.reason = result.error?.message;
       emit(controls, { type: 'warning', message: `${image.name} failed: ${result.error?.message ?? ''}` });
     } finally {
+      await unlock?.();
       result.durationMs = Date.now() - imageStarted;
     }
   }
@@ -189,7 +192,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   };
 }
 
-function buildOptions(image: CatalogImage, tags: string[], buildArgs: Record<string, string>, options: PipelineOptions): BuildOptions {
+export function buildOptions(image: CatalogImage, tags: string[], buildArgs: Record<string, string>, options: PipelineOptions): BuildOptions {
   return {
     context: image.dir,
     dockerfile: image.dockerfilePath,
@@ -201,6 +204,9 @@ function buildOptions(image: CatalogImage, tags: string[], buildArgs: Record<str
     version: image.metadata?.version,
     source: options.registration?.sourceUrl,
     skipUnchanged: true,
+    stallTimeoutSeconds: options.stallTimeoutSeconds,
+    maxContextBytes: options.maxContextBytes,
+    secretBuildArgs: options.secretBuildArgs,
     force: options.force,
     auth: options.auth,
     registryTls: options.registryTls,
@@ -215,12 +221,24 @@ async function buildOne(
   options: PipelineOptions,
   controls: OperationControls,
 ): Promise<IncrementalBuildResult> {
-  const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath });
+  const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath, maxBytes: options.maxContextBytes });
   return buildIfChanged(engine, buildOptions(image, tags, buildArgs, options), scan, controls);
 }
 
+/** The references an image is pushed under: the tags, plus those of the tagging strategy, each checked. */
+export function imageTags(image: CatalogImage, options: PipelineOptions, tagNames: string[], project: string, revision: string | undefined): string[] {
+  const names = [...tagNames];
+  if (options.tagging?.version && image.metadata?.version) names.push(image.metadata.version);
+  if (options.tagging?.date) names.push(new Date().toISOString().slice(0, 10).replace(/-/g, ''));
+  if (revision) names.push(revision);
+  for (const name of names) {
+    if (!isValidTag(name)) throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Tag "${name}" for ${image.name} is not a valid OCI tag`, { hint: 'Tags are 1 to 128 characters from [A-Za-z0-9_.-], not starting with . or -' });
+  }
+  return [...new Set(names)].map((tag) => `${options.registry}/${project}/${image.name}:${tag}`);
+}
+
 /** git-<short commit>[-dirty] of the folder, or undefined outside a git repository. */
-async function gitRevisionTag(dir: string): Promise<string | undefined> {
+export async function gitRevisionTag(dir: string): Promise<string | undefined> {
   const run = (args: string[]): Promise<string | undefined> =>
     new Promise((resolve) => execFile('git', ['-C', dir, ...args], { timeout: 5000 }, (error, stdout) => resolve(error ? undefined : stdout.trim())));
   const commit = await run(['rev-parse', '--short=12', 'HEAD']);
@@ -229,7 +247,7 @@ async function gitRevisionTag(dir: string): Promise<string | undefined> {
   return `git-${commit}${dirty ? '-dirty' : ''}`;
 }
 
-async function registerOne(
+export async function registerOne(
   image: CatalogImage,
   pushed: { digest: string; imageSize: number },
   options: PipelineOptions,
@@ -237,6 +255,7 @@ async function registerOne(
   tag: string,
   builtAt: string,
   controls: OperationControls,
+  platforms?: string[],
 ): Promise<RegisterResult> {
   if (!image.metadata) throw new ThinkubeImageError('ERR_LINT', `${image.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
   const registerOptions: RegisterOptions = {
@@ -249,7 +268,9 @@ async function registerOne(
       digest: pushed.digest,
       sizeBytes: pushed.imageSize || undefined,
       builtAt: builtAt.replace(/\.\d{3}Z$/, 'Z'),
+      ...(platforms ? { platforms } : {}),
     },
   };
-  return registerImage(registerOptions, { signal: controls.signal });
+  // Retries of the registration are reported like the others.
+  return registerImage(registerOptions, { signal: controls.signal, onEvent: (event) => (event.type === 'retry' ? emit(controls, event) : undefined) });
 }

@@ -218,7 +218,7 @@ t.test('the bundled build module runs alone from an empty folder', async (t) => 
   t.same(result.invocation.module_args.build_args, args.build_args);
 
   const invalid = [
-    [{ ...args, no_cache: 'yes' }, 'no_cache'],
+    [{ ...args, no_cache: 'sometimes' }, 'no_cache'],
     [{ ...args, dockerfile_path: 'x' }, 'dockerfile_path'],
     [{ ...args, engine: { host: env.dockerHost, timeout_seconds: 'x' } }, 'engine.timeout_seconds'],
     [{ tags: [ref], engine: args.engine }, 'context'],

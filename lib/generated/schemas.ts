@@ -46,6 +46,17 @@ export const schemaDocuments = {
           "maxLength": 65536
         }
       },
+      "secretBuildArgs": {
+        "description": "Names of build args whose values are secrets: their values are redacted from logs, events, results and errors. Build args still end up in the image history (docker history shows them): do not pass secrets as build args unless the image is private to you.",
+        "type": "array",
+        "maxItems": 256,
+        "uniqueItems": true,
+        "items": {
+          "type": "string",
+          "minLength": 1,
+          "maxLength": 256
+        }
+      },
       "labels": {
         "description": "Labels to set on the image.",
         "type": "object",
@@ -133,6 +144,19 @@ export const schemaDocuments = {
         "description": "With skipUnchanged and no cacheFrom: when a build is needed, pull the first tag's current image from the registry first and use it as build cache, so a one-line change rebuilds only the layers after it.",
         "type": "boolean",
         "default": true
+      },
+      "stallTimeoutSeconds": {
+        "description": "Fail (ERR_TIMEOUT, naming the step) when the engine sends no build output for this many seconds, and cancel the build on the engine. Raise it for steps that work silently for long.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 86400,
+        "default": 1800
+      },
+      "maxContextBytes": {
+        "description": "Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.",
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1099511627776
       },
       "auth": {
         "$ref": "common.schema.json#/definitions/registryAuth"
@@ -300,6 +324,12 @@ export const schemaDocuments = {
             "description": "Talk plain HTTP to a registry that is not on loopback (an insecure registry).",
             "type": "boolean",
             "default": false
+          },
+          "timeoutSeconds": {
+            "description": "Time limit of each request to the registry's HTTP API (manifest and tag checks, re-tags), in seconds. Pushes go through the engine: see stallTimeoutSeconds.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 3600
           }
         }
       },
@@ -337,6 +367,38 @@ export const schemaDocuments = {
           "$ref": "common.schema.json#/definitions/imageTag"
         },
         "title": "ImageTags"
+      },
+      "retry": {
+        "title": "RetryOptions",
+        "description": "When to try again after a failure that may pass: a connection reset, refused or timed out, HTTP 429 (its Retry-After is honoured) or 5xx. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried; authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). Defaults: a push 3 retries within 900 s, waits from 2 s up to 60 s; registry API calls 2 within 300 s, from 1 s up to 60 s; thinkube-control (register) `retries` (3) within 120 s, from 0.5 s up to 30 s; Harbor reads 2 within 120 s, from 1 s up to 30 s.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "limit": {
+            "description": "Retries after the first attempt; 0 turns retries off.",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 20
+          },
+          "maxTotalSeconds": {
+            "description": "No retry starts when the time since the first attempt, plus the wait, would exceed this.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 86400
+          },
+          "initialDelaySeconds": {
+            "description": "Wait before the first retry; doubled for each further retry.",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 3600
+          },
+          "maxDelaySeconds": {
+            "description": "Longest single wait. A server asking (Retry-After) for a longer one is not retried.",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 3600
+          }
+        }
       }
     }
   },
@@ -579,6 +641,89 @@ export const schemaDocuments = {
       }
     }
   },
+  "engine-pool.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/engine-pool.schema.json",
+    "title": "Engine pool and platform definitions",
+    "description": "Several container engines that share the builds (each with the platforms it can build and how many builds it takes at once), and platform names.",
+    "definitions": {
+      "platform": {
+        "title": "PlatformName",
+        "description": "A platform os/arch[/variant], e.g. linux/amd64, linux/arm64, linux/arm/v7.",
+        "type": "string",
+        "pattern": "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+        "errorMessage": "must be os/arch[/variant], e.g. linux/amd64 or linux/arm64"
+      },
+      "platforms": {
+        "title": "PlatformNames",
+        "description": "Platforms to build, os/arch[/variant], e.g. [linux/amd64, linux/arm64]: one build per platform, joined into one multi-architecture image (OCI image index).",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 32,
+        "uniqueItems": true,
+        "items": {
+          "$ref": "engine-pool.schema.json#/definitions/platform"
+        }
+      },
+      "engineSpec": {
+        "title": "EngineSpec",
+        "description": "One engine of the pool: where it is, which platforms it builds (natively or through qemu/binfmt emulation) and how many builds it runs at once.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "name"
+        ],
+        "properties": {
+          "name": {
+            "description": "Name of the engine in results and messages, e.g. builder-arm64.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            "errorMessage": "must be a name of letters, digits, '.', '_' or '-'"
+          },
+          "host": {
+            "$ref": "common.schema.json#/definitions/engine/properties/host"
+          },
+          "tlsVerify": {
+            "$ref": "common.schema.json#/definitions/engine/properties/tlsVerify"
+          },
+          "certPath": {
+            "$ref": "common.schema.json#/definitions/engine/properties/certPath"
+          },
+          "timeoutSeconds": {
+            "$ref": "common.schema.json#/definitions/engine/properties/timeoutSeconds"
+          },
+          "platforms": {
+            "description": "Platforms this engine builds, native or emulated (e.g. [linux/amd64, linux/arm64] on an amd64 host with qemu-user-static). Unset: only the engine's own platform, as it reports it.",
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 32,
+            "uniqueItems": true,
+            "items": {
+              "$ref": "engine-pool.schema.json#/definitions/platform"
+            }
+          },
+          "concurrency": {
+            "description": "Builds this engine runs at the same time (unset: 1).",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 64
+          }
+        }
+      },
+      "engines": {
+        "title": "EngineSpecs",
+        "description": "Engines that share the builds. A platform build goes to an engine that lists the platform and has a free slot (native engines first, then the least busy). Unset: the single engine of the engine option.",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 64,
+        "items": {
+          "$ref": "engine-pool.schema.json#/definitions/engineSpec"
+        }
+      }
+    }
+  },
   "harbor-options.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/harbor-options.schema.json",
@@ -643,6 +788,9 @@ export const schemaDocuments = {
         "maximum": 3600,
         "default": 30
       },
+      "retry": {
+        "$ref": "common.schema.json#/definitions/retry"
+      },
       "requestIds": {
         "description": "Send an X-Request-Id header with every request, so that failures can be found in Harbor's logs (the id is named in errors).",
         "type": "boolean",
@@ -656,6 +804,72 @@ export const schemaDocuments = {
       "username": [
         "password"
       ]
+    }
+  },
+  "image-index-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/image-index-options.schema.json",
+    "title": "ImageIndexOptions",
+    "description": "Options of assembleImageIndex: join per-platform image manifests that are already in a repository into one OCI image index (multi-architecture image) and put it under every tag through the registry API. No layer is moved.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "tags",
+      "manifests"
+    ],
+    "properties": {
+      "tags": {
+        "description": "Full references to put the index under, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same repository.",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 64,
+        "items": {
+          "$ref": "common.schema.json#/definitions/imageReference"
+        }
+      },
+      "manifests": {
+        "description": "The per-platform images, one per platform: a digest (sha256:...) or a tag of the tags' repository, or a full reference into that repository. Each one's platform is read from its image config.",
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 32,
+        "items": {
+          "type": "string",
+          "minLength": 1,
+          "maxLength": 512
+        }
+      },
+      "platforms": {
+        "description": "The platforms the index must name, os/arch[/variant]; the task fails when the manifests carry other platforms, miss one or repeat one.",
+        "$ref": "engine-pool.schema.json#/definitions/platforms"
+      },
+      "mediaType": {
+        "description": "oci (application/vnd.oci.image.index.v1+json), docker (manifest list v2), or auto (docker when every manifest is a Docker v2 manifest, else oci).",
+        "type": "string",
+        "enum": [
+          "auto",
+          "oci",
+          "docker"
+        ],
+        "default": "auto"
+      },
+      "annotations": {
+        "description": "Annotations of the index (OCI indexes only), e.g. org.opencontainers.image.source. Keep them stable: a value that changes each run (a date) changes the index digest each run.",
+        "type": "object",
+        "propertyNames": {
+          "minLength": 1,
+          "maxLength": 256
+        },
+        "additionalProperties": {
+          "type": "string",
+          "maxLength": 65536
+        }
+      },
+      "auth": {
+        "$ref": "common.schema.json#/definitions/registryAuth"
+      },
+      "registryTls": {
+        "$ref": "common.schema.json#/definitions/registryTls"
+      }
     }
   },
   "image-metadata.schema.json": {
@@ -708,6 +922,10 @@ export const schemaDocuments = {
           "minLength": 1,
           "maxLength": 128
         }
+      },
+      "platforms": {
+        "description": "Platforms to build this image for, os/arch[/variant], e.g. [linux/amd64, linux/arm64]: one build per platform, pushed as one multi-architecture image (OCI image index). Unset: the engine's own platform (or the pipeline's platforms option).",
+        "$ref": "engine-pool.schema.json#/definitions/platforms"
       },
       "version": {
         "description": "Version of the image definition; used as a tag when the version tag strategy is on.",
@@ -782,6 +1000,94 @@ export const schemaDocuments = {
           "type": "string",
           "maxLength": 65536
         }
+      }
+    }
+  },
+  "multiarch-build-options.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/multiarch-build-options.schema.json",
+    "title": "MultiArchBuildOptions",
+    "description": "Options of buildMultiArchImage: one content-addressed build per platform (each on an engine that can build it), each pushed as <repository>:in-<input digest>, then one OCI image index naming every platform's manifest, put under every tag through the registry API.",
+    "type": "object",
+    "additionalProperties": false,
+    "required": [
+      "context",
+      "tags",
+      "platforms"
+    ],
+    "properties": {
+      "context": {
+        "$ref": "build-options.schema.json#/properties/context"
+      },
+      "dockerfile": {
+        "$ref": "build-options.schema.json#/properties/dockerfile"
+      },
+      "tags": {
+        "description": "Full references the index is put under, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same repository.",
+        "$ref": "build-options.schema.json#/properties/tags"
+      },
+      "platforms": {
+        "$ref": "engine-pool.schema.json#/definitions/platforms"
+      },
+      "buildArgs": {
+        "$ref": "build-options.schema.json#/properties/buildArgs"
+      },
+      "labels": {
+        "$ref": "build-options.schema.json#/properties/labels"
+      },
+      "target": {
+        "$ref": "build-options.schema.json#/properties/target"
+      },
+      "noCache": {
+        "$ref": "build-options.schema.json#/properties/noCache",
+        "default": false
+      },
+      "force": {
+        "description": "Build every platform even when an image with the same inputs is already in the registry.",
+        "type": "boolean",
+        "default": false
+      },
+      "networkMode": {
+        "$ref": "build-options.schema.json#/properties/networkMode"
+      },
+      "ociLabels": {
+        "$ref": "build-options.schema.json#/properties/ociLabels",
+        "default": true
+      },
+      "title": {
+        "$ref": "build-options.schema.json#/properties/title"
+      },
+      "version": {
+        "$ref": "build-options.schema.json#/properties/version"
+      },
+      "revision": {
+        "$ref": "build-options.schema.json#/properties/revision"
+      },
+      "source": {
+        "$ref": "build-options.schema.json#/properties/source"
+      },
+      "indexMediaType": {
+        "description": "Media type of the index: oci (application/vnd.oci.image.index.v1+json), docker (manifest list v2), or auto (docker when every platform manifest is a Docker v2 manifest, else oci).",
+        "type": "string",
+        "enum": [
+          "auto",
+          "oci",
+          "docker"
+        ],
+        "default": "auto"
+      },
+      "auth": {
+        "$ref": "common.schema.json#/definitions/registryAuth"
+      },
+      "registryTls": {
+        "$ref": "common.schema.json#/definitions/registryTls"
+      },
+      "engine": {
+        "description": "The single engine used when engines is unset; it is sent every platform (emulation must be set up on it).",
+        "$ref": "common.schema.json#/definitions/engine"
+      },
+      "engines": {
+        "$ref": "engine-pool.schema.json#/definitions/engines"
       }
     }
   },
@@ -917,6 +1223,9 @@ export const schemaDocuments = {
           "maxLength": 65536
         }
       },
+      "secretBuildArgs": {
+        "$ref": "build-options.schema.json#/properties/secretBuildArgs"
+      },
       "noCache": {
         "description": "Build without the engine's layer cache.",
         "type": "boolean",
@@ -932,8 +1241,35 @@ export const schemaDocuments = {
         "type": "boolean",
         "default": false
       },
+      "stallTimeoutSeconds": {
+        "description": "Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 86400,
+        "default": 1800
+      },
+      "maxContextBytes": {
+        "$ref": "build-options.schema.json#/properties/maxContextBytes"
+      },
+      "retry": {
+        "$ref": "common.schema.json#/definitions/retry"
+      },
       "engine": {
         "$ref": "common.schema.json#/definitions/engine"
+      },
+      "engines": {
+        "description": "Several engines that share the builds (DOCKER_HOST-style addresses; unix, tcp with TLS, ssh), each with the platforms it builds and its concurrency. Images that do not build on each other then build at the same time, an image waits for the images it builds on. Unset: the single engine of the engine option.",
+        "$ref": "engine-pool.schema.json#/definitions/engines"
+      },
+      "concurrency": {
+        "description": "Images built at the same time (each engine still takes at most its own concurrency). Unset: 1 (one image after the other) without engines, the engines' total concurrency with engines.",
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 256
+      },
+      "platforms": {
+        "description": "Platforms to build every image for when its image.yaml names none, e.g. [linux/amd64, linux/arm64]: each image becomes a multi-architecture image (OCI image index) and registration records its platforms.",
+        "$ref": "engine-pool.schema.json#/definitions/platforms"
       },
       "auth": {
         "$ref": "common.schema.json#/definitions/registryAuth"
@@ -978,6 +1314,9 @@ export const schemaDocuments = {
           },
           "retries": {
             "$ref": "register-options.schema.json#/properties/retries"
+          },
+          "retry": {
+            "$ref": "register-options.schema.json#/properties/retry"
           },
           "catalogPath": {
             "$ref": "register-options.schema.json#/properties/catalogPath"
@@ -1045,8 +1384,8 @@ export const schemaDocuments = {
         "maximum": 1000000,
         "default": 10
       },
-      "checks": {
-        "description": "Run only these checks (default: all): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.",
+      "only": {
+        "description": "Run only these checks (default: all of them): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.",
         "type": "array",
         "minItems": 1,
         "uniqueItems": true,
@@ -1096,6 +1435,16 @@ export const schemaDocuments = {
         "description": "After the push, ask the registry for each tag's manifest digest and fail when it differs from what the engine pushed.",
         "type": "boolean",
         "default": true
+      },
+      "retry": {
+        "$ref": "common.schema.json#/definitions/retry"
+      },
+      "stallTimeoutSeconds": {
+        "description": "Give up on a tag's push when the engine reports no progress for this many seconds: the push is cancelled on the engine and retried like a connection error.",
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": 86400,
+        "default": 600
       },
       "engine": {
         "$ref": "common.schema.json#/definitions/engine"
@@ -1239,11 +1588,14 @@ export const schemaDocuments = {
         "default": 30
       },
       "retries": {
-        "description": "How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.",
+        "description": "How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.",
         "type": "integer",
         "minimum": 0,
         "maximum": 10,
         "default": 3
+      },
+      "retry": {
+        "$ref": "common.schema.json#/definitions/retry"
       },
       "catalogPath": {
         "description": "Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.",

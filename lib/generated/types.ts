@@ -6,6 +6,12 @@
  */
 export type ImageReference = string;
 /**
+ * Names of build args whose values are secrets: their values are redacted from logs, events, results and errors. Build args still end up in the image history (docker history shows them): do not pass secrets as build args unless the image is private to you.
+ *
+ * @maxItems 256
+ */
+export type SecretBuildArgs = string[];
+/**
  * Names of the images to build (default: all). Images of the set they build on that are not selected are taken from the registry as they are.
  *
  * @maxItems 256
@@ -37,6 +43,31 @@ export type ImageTags = ImageTag[];
  */
 export type Tags = string[];
 export type Digest = string;
+/**
+ * A platform os/arch[/variant], e.g. linux/amd64, linux/arm64, linux/arm/v7.
+ */
+export type PlatformName = string;
+/**
+ * The platforms the index must name, os/arch[/variant]; the task fails when the manifests carry other platforms, miss one or repeat one.
+ *
+ * @minItems 1
+ * @maxItems 32
+ */
+export type PlatformNames = PlatformName[];
+/**
+ * Full references the index is put under, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same repository.
+ *
+ * @minItems 1
+ * @maxItems 64
+ */
+export type Tags1 = ImageReference[];
+/**
+ * Engines that share the builds. A platform build goes to an engine that lists the platform and has a free slot (native engines first, then the least busy). Unset: the single engine of the engine option.
+ *
+ * @minItems 1
+ * @maxItems 64
+ */
+export type EngineSpecs = EngineSpec[];
 
 /**
  * Options of buildImage: build one image from a context folder on a Docker-compatible engine (classic builder).
@@ -57,18 +88,9 @@ export interface BuildOptions {
    * @maxItems 64
    */
   tags: ImageReference[];
-  /**
-   * Build arguments (ARG values), e.g. {HARBOR_REGISTRY: harbor.example.com}. They are visible in the image history: never pass secrets here.
-   */
-  buildArgs?: {
-    [k: string]: string;
-  };
-  /**
-   * Labels to set on the image.
-   */
-  labels?: {
-    [k: string]: string;
-  };
+  buildArgs?: BuildArgs;
+  secretBuildArgs?: SecretBuildArgs;
+  labels?: Labels;
   /**
    * Build stage to stop at (multi-stage Dockerfiles).
    */
@@ -127,9 +149,29 @@ export interface BuildOptions {
    * With skipUnchanged and no cacheFrom: when a build is needed, pull the first tag's current image from the registry first and use it as build cache, so a one-line change rebuilds only the layers after it.
    */
   cacheFromRegistry?: boolean;
+  /**
+   * Fail (ERR_TIMEOUT, naming the step) when the engine sends no build output for this many seconds, and cancel the build on the engine. Raise it for steps that work silently for long.
+   */
+  stallTimeoutSeconds?: number;
+  /**
+   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.
+   */
+  maxContextBytes?: number;
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
   engine?: EngineOptions;
+}
+/**
+ * Build arguments (ARG values), e.g. {HARBOR_REGISTRY: harbor.example.com}. They are visible in the image history: never pass secrets here.
+ */
+export interface BuildArgs {
+  [k: string]: string;
+}
+/**
+ * Labels to set on the image.
+ */
+export interface Labels {
+  [k: string]: string;
 }
 /**
  * Registry credentials. Without username/password the entry for the registry in the Docker config (dockerConfig, default ~/.docker/config.json) is used, else the push is anonymous.
@@ -164,6 +206,10 @@ export interface RegistryTls {
    * Talk plain HTTP to a registry that is not on loopback (an insecure registry).
    */
   plainHttp?: boolean;
+  /**
+   * Time limit of each request to the registry's HTTP API (manifest and tag checks, re-tags), in seconds. Pushes go through the engine: see stallTimeoutSeconds.
+   */
+  timeoutSeconds?: number;
 }
 /**
  * Which Docker-compatible engine to use. Unset fields follow the Docker CLI: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, else the local socket /var/run/docker.sock. Podman's Docker API socket works too.
@@ -383,10 +429,64 @@ export interface HarborOptions {
    * Time limit of each API request, in seconds.
    */
   timeoutSeconds?: number;
+  retry?: RetryOptions;
   /**
    * Send an X-Request-Id header with every request, so that failures can be found in Harbor's logs (the id is named in errors).
    */
   requestIds?: boolean;
+}
+/**
+ * When to try again after a failure that may pass: a connection reset, refused or timed out, HTTP 429 (its Retry-After is honoured) or 5xx. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried; authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). Defaults: a push 3 retries within 900 s, waits from 2 s up to 60 s; registry API calls 2 within 300 s, from 1 s up to 60 s; thinkube-control (register) `retries` (3) within 120 s, from 0.5 s up to 30 s; Harbor reads 2 within 120 s, from 1 s up to 30 s.
+ */
+export interface RetryOptions {
+  /**
+   * Retries after the first attempt; 0 turns retries off.
+   */
+  limit?: number;
+  /**
+   * No retry starts when the time since the first attempt, plus the wait, would exceed this.
+   */
+  maxTotalSeconds?: number;
+  /**
+   * Wait before the first retry; doubled for each further retry.
+   */
+  initialDelaySeconds?: number;
+  /**
+   * Longest single wait. A server asking (Retry-After) for a longer one is not retried.
+   */
+  maxDelaySeconds?: number;
+}
+/**
+ * Options of assembleImageIndex: join per-platform image manifests that are already in a repository into one OCI image index (multi-architecture image) and put it under every tag through the registry API. No layer is moved.
+ */
+export interface ImageIndexOptions {
+  /**
+   * Full references to put the index under, e.g. harbor.example.com/library/jupyter-ml-cpu:latest. All must name the same repository.
+   *
+   * @minItems 1
+   * @maxItems 64
+   */
+  tags: ImageReference[];
+  /**
+   * The per-platform images, one per platform: a digest (sha256:...) or a tag of the tags' repository, or a full reference into that repository. Each one's platform is read from its image config.
+   *
+   * @minItems 1
+   * @maxItems 32
+   */
+  manifests: string[];
+  platforms?: PlatformNames;
+  /**
+   * oci (application/vnd.oci.image.index.v1+json), docker (manifest list v2), or auto (docker when every manifest is a Docker v2 manifest, else oci).
+   */
+  mediaType?: 'auto' | 'oci' | 'docker';
+  /**
+   * Annotations of the index (OCI indexes only), e.g. org.opencontainers.image.source. Keep them stable: a value that changes each run (a date) changes the index digest each run.
+   */
+  annotations?: {
+    [k: string]: string;
+  };
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
 }
 /**
  * What thinkube-control needs to know about an image (the seed's registration shape). Kept in each image's image.yaml and sent by every registration target.
@@ -409,6 +509,7 @@ export interface ImageMetadata {
    */
   category: string;
   tags?: Tags;
+  platforms?: PlatformNames;
   version?: ImageTag;
   metadata?: ImageResourceMetadata;
 }
@@ -428,6 +529,124 @@ export interface LintCommandOptions {
   buildArgs?: {
     [k: string]: string;
   };
+}
+/**
+ * Options of buildMultiArchImage: one content-addressed build per platform (each on an engine that can build it), each pushed as <repository>:in-<input digest>, then one OCI image index naming every platform's manifest, put under every tag through the registry API.
+ */
+export interface MultiArchBuildOptions {
+  /**
+   * Build context folder. Everything in it that .dockerignore does not exclude is sent to the engine; nothing outside it.
+   */
+  context: string;
+  /**
+   * Dockerfile path, relative to the context or absolute (it may live outside the context). Default: Dockerfile in the context.
+   */
+  dockerfile?: string;
+  tags: Tags1;
+  platforms: PlatformNames;
+  buildArgs?: BuildArgs;
+  labels?: Labels;
+  /**
+   * Build stage to stop at (multi-stage Dockerfiles).
+   */
+  target?: string;
+  /**
+   * Do not use the engine's layer cache.
+   */
+  noCache?: boolean;
+  /**
+   * Build every platform even when an image with the same inputs is already in the registry.
+   */
+  force?: boolean;
+  /**
+   * Network mode for RUN steps (default, none, host, or a network name).
+   */
+  networkMode?: string;
+  /**
+   * Add org.opencontainers.image.* labels (created, title, version, revision, source).
+   */
+  ociLabels?: boolean;
+  /**
+   * Value of the org.opencontainers.image.title label. Default: the repository name of the first tag.
+   */
+  title?: string;
+  /**
+   * Value of the org.opencontainers.image.version label.
+   */
+  version?: string;
+  /**
+   * Value of the org.opencontainers.image.revision label. Default: the git commit of the context, when it is in a git repository.
+   */
+  revision?: string;
+  /**
+   * Value of the org.opencontainers.image.source label (URL of the source).
+   */
+  source?: string;
+  /**
+   * Media type of the index: oci (application/vnd.oci.image.index.v1+json), docker (manifest list v2), or auto (docker when every platform manifest is a Docker v2 manifest, else oci).
+   */
+  indexMediaType?: 'auto' | 'oci' | 'docker';
+  auth?: RegistryAuth;
+  registryTls?: RegistryTls;
+  engine?: EngineOptions1;
+  engines?: EngineSpecs;
+}
+/**
+ * Which Docker-compatible engine to use. Unset fields follow the Docker CLI: DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, else the local socket /var/run/docker.sock. Podman's Docker API socket works too.
+ */
+export interface EngineOptions1 {
+  /**
+   * Engine address like DOCKER_HOST: unix:///run/podman/podman.sock, tcp://10.0.0.5:2376, ssh://user@host.
+   */
+  host?: string;
+  /**
+   * Use TLS and verify the engine's certificate (like DOCKER_TLS_VERIFY=1). Certificates come from certPath.
+   */
+  tlsVerify?: boolean;
+  /**
+   * Folder holding ca.pem, cert.pem and key.pem for TLS to the engine (like DOCKER_CERT_PATH; default ~/.docker).
+   */
+  certPath?: string;
+  /**
+   * Timeout for engine API calls other than the build and push streams.
+   */
+  timeoutSeconds?: number;
+}
+/**
+ * One engine of the pool: where it is, which platforms it builds (natively or through qemu/binfmt emulation) and how many builds it runs at once.
+ */
+export interface EngineSpec {
+  /**
+   * Name of the engine in results and messages, e.g. builder-arm64.
+   */
+  name: string;
+  /**
+   * Engine address like DOCKER_HOST: unix:///run/podman/podman.sock, tcp://10.0.0.5:2376, ssh://user@host.
+   */
+  host?: string;
+  /**
+   * Use TLS and verify the engine's certificate (like DOCKER_TLS_VERIFY=1). Certificates come from certPath.
+   */
+  tlsVerify?: boolean;
+  /**
+   * Folder holding ca.pem, cert.pem and key.pem for TLS to the engine (like DOCKER_CERT_PATH; default ~/.docker).
+   */
+  certPath?: string;
+  /**
+   * Timeout for engine API calls other than the build and push streams.
+   */
+  timeoutSeconds?: number;
+  /**
+   * Platforms this engine builds, native or emulated (e.g. [linux/amd64, linux/arm64] on an amd64 host with qemu-user-static). Unset: only the engine's own platform, as it reports it.
+   *
+   * @minItems 1
+   * @maxItems 32
+   */
+  platforms?: PlatformName[];
+  /**
+   * Builds this engine runs at the same time (unset: 1).
+   */
+  concurrency?: number;
 }
 /**
  * Scaffold a new image folder (Dockerfile with ARG HARBOR_REGISTRY + FROM, pinned requirements.txt, image.yaml, .dockerignore) that passes the checks. A Harbor base that is neither an image of the folder nor listed in bases.yaml is added to bases.yaml.
@@ -485,6 +704,7 @@ export interface PipelineOptions {
   buildArgs?: {
     [k: string]: string;
   };
+  secretBuildArgs?: SecretBuildArgs;
   /**
    * Build without the engine's layer cache.
    */
@@ -497,7 +717,22 @@ export interface PipelineOptions {
    * Build every image even when an image with the same inputs is already in the registry (normally such images are skipped and only re-tagged).
    */
   force?: boolean;
+  /**
+   * Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine.
+   */
+  stallTimeoutSeconds?: number;
+  /**
+   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.
+   */
+  maxContextBytes?: number;
+  retry?: RetryOptions;
   engine?: EngineOptions;
+  engines?: EngineSpecs;
+  /**
+   * Images built at the same time (each engine still takes at most its own concurrency). Unset: 1 (one image after the other) without engines, the engines' total concurrency with engines.
+   */
+  concurrency?: number;
+  platforms?: PlatformNames;
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
   /**
@@ -560,9 +795,10 @@ export interface PipelineRegistration {
    */
   timeoutSeconds?: number;
   /**
-   * How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.
+   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
    */
   retries?: number;
+  retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
    */
@@ -625,11 +861,11 @@ export interface PreflightOptions {
    */
   minFreeGb?: number;
   /**
-   * Run only these checks (default: all): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.
+   * Run only these checks (default: all of them): engine, disk, registry, harbor-health, harbor-identity, harbor-project, base-images.
    *
    * @minItems 1
    */
-  checks?: ('engine' | 'disk' | 'registry' | 'harbor-health' | 'harbor-identity' | 'harbor-project' | 'base-images')[];
+  only?: ('engine' | 'disk' | 'registry' | 'harbor-health' | 'harbor-identity' | 'harbor-project' | 'base-images')[];
 }
 /**
  * Options of pushImage: push local image tags to their registry and verify the pushed digest with the registry.
@@ -648,6 +884,11 @@ export interface PushOptions {
    * After the push, ask the registry for each tag's manifest digest and fail when it differs from what the engine pushed.
    */
   verify?: boolean;
+  retry?: RetryOptions;
+  /**
+   * Give up on a tag's push when the engine reports no progress for this many seconds: the push is cancelled on the engine and retried like a connection error.
+   */
+  stallTimeoutSeconds?: number;
   engine?: EngineOptions;
 }
 /**
@@ -689,9 +930,10 @@ export interface RegisterOptions {
    */
   timeoutSeconds?: number;
   /**
-   * How many times to retry after a connection error or a 5xx answer (exponential backoff from 0.5 s, honouring Retry-After). 4xx answers are never retried.
+   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
    */
   retries?: number;
+  retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
    */
