@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
 import { convertNameLight, snakeToCamel } from './naming.js';
 import { deref } from './option-spec.js';
+import { ThinkubeImageError, ValidationError, type FieldProblem } from './errors.js';
 
 export interface AnsibleArgs {
   /** Module options with camelCase names, `_ansible_*` keys removed. */
@@ -62,27 +63,79 @@ export function snakeToSchemaNames(value: Record<string, unknown>, schema: Schem
   for (const name of Object.keys(props)) bySnake.set(convertNameLight(name, 'snake'), name);
   const out: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
-    const name = bySnake.get(key) ?? (props[key] ? key : key);
-    const sub = props[name] ? deref(props[name]) : undefined;
-    out[name] =
+    const name = bySnake.get(key) ?? key;
+    const sub = Object.hasOwn(props, name) ? deref(props[name]) : undefined;
+    setOwn(
+      out,
+      name,
       sub && sub.properties && item && typeof item === 'object' && !Array.isArray(item)
         ? snakeToSchemaNames(item as Record<string, unknown>, sub)
         : Array.isArray(item) && sub?.items
           ? item.map((element) => coerce(element, deref(sub.items)))
-          : coerce(item, sub);
+          : coerce(item, sub),
+    );
   }
   return out;
 }
 
+/** Set a key as an own property: a key named __proto__ stays data, never a prototype. */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * Keys that name no option, spelled as the playbook wrote them (the schema check would show them
+ * converted, e.g. buildArg as build_arg): top level and inside nested option objects.
+ */
+export function unknownOptions(value: Record<string, unknown>, schema: Schema, prefix = ''): FieldProblem[] {
+  const props = (schema.properties ?? {}) as Record<string, unknown>;
+  if (schema.additionalProperties !== false) return [];
+  const bySnake = new Map<string, string>();
+  for (const name of Object.keys(props)) bySnake.set(convertNameLight(name, 'snake'), name);
+  const problems: FieldProblem[] = [];
+  for (const [key, item] of Object.entries(value)) {
+    const name = bySnake.get(key) ?? (Object.hasOwn(props, key) ? key : undefined);
+    if (name === undefined) {
+      // Empty or blank keys are shown quoted, so that the message still points at something.
+      problems.push({ field: `${prefix}${key.trim() === '' ? JSON.stringify(key) : key}`, message: 'is not a known option (check its spelling)' });
+      continue;
+    }
+    const sub = deref(props[name]);
+    if (sub.properties && item && typeof item === 'object' && !Array.isArray(item)) problems.push(...unknownOptions(item as Record<string, unknown>, sub, `${prefix}${key}.`));
+  }
+  return problems;
+}
+
+/**
+ * Module args (internal _ansible_ keys removed) as the library's options: names mapped to the
+ * schema's, values coerced like Ansible does, unknown names refused as written.
+ */
+export function ansibleOptions(moduleArgs: Record<string, unknown>, file: SchemaFile): Record<string, unknown> {
+  const schema = deref(schemaDocuments[file]);
+  const unknown = unknownOptions(moduleArgs, schema);
+  if (unknown.length > 0) throw new ValidationError('module options', unknown);
+  return snakeToSchemaNames(moduleArgs, schema);
+}
+
 export function readAnsibleArgs(file: string, schema: SchemaFile): AnsibleArgs {
-  const raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `The module args file ${file} is not JSON (${(error as Error).message})`, {
+      hint: 'Ansible writes this file: run the module through Ansible, or give a file holding a JSON object of options',
+    });
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `The module args file ${file} holds no JSON object`, { hint: 'Give a file holding a JSON object of options' });
+  }
   const moduleArgs: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     // Internal keys (_ansible_check_mode, _ansible_tmpdir, ...) are Ansible's, never options.
-    if (!key.startsWith('_ansible_')) moduleArgs[key] = value;
+    if (!key.startsWith('_ansible_')) setOwn(moduleArgs, key, value);
   }
   return {
-    options: snakeToSchemaNames(moduleArgs, deref(schemaDocuments[schema])),
+    options: ansibleOptions(moduleArgs, schema),
     checkMode: raw._ansible_check_mode === true,
     diffMode: raw._ansible_diff === true,
     verbosity: typeof raw._ansible_verbosity === 'number' ? raw._ansible_verbosity : 0,

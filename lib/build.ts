@@ -11,6 +11,7 @@ import { connectEngine, engineError, type Engine } from './engine.js';
 import { packContext, scanContext, type ContextScan } from './context.js';
 import { LogTail, cleanLine, emit, readJsonLines, type OperationControls } from './progress.js';
 import { validate } from './schema.js';
+import { buildArgSecrets } from './secrets.js';
 import type { BuildOptions } from './generated/types.js';
 
 export type { BuildOptions };
@@ -34,6 +35,8 @@ export interface BuildResult {
 const STEP_LINE = /^(?:Step|STEP) (\d+)\/(\d+) ?: ?(.*)$/;
 const WARNING_LINE = /^\[(?:Warning|WARNING)\]:? ?(.*)$/;
 const BUILT_LINE = /^Successfully built ([0-9a-f]{12,64})$/;
+/** Lines an engine prints only once a build is complete (dockerd, Podman). */
+const FINISHED_LINE = /^(?:Successfully (?:built|tagged) |COMMIT )/;
 const LOG_TAIL_LINES = 100;
 const MAX_PARTIAL_LINE = 64 * 1024;
 
@@ -109,6 +112,25 @@ export async function runBuild(
   let steps = 0;
   let imageId: string | undefined;
   let streamError: { message: string; code?: number } | undefined;
+  let finished = false;
+
+  // Secrets (the registry password, secret build args) never reach events, the log tail or errors.
+  const secrets = buildArgSecrets(options.buildArgs, options.secretBuildArgs ?? []);
+  const redactor = secrets.redactor;
+  if (options.auth?.password) redactor.add(options.auth.password, options.auth.username);
+  for (const warning of secrets.warnings) {
+    warnings.push(warning);
+    emit(controls, { type: 'warning', message: warning });
+  }
+  // No output for stallMs: the build is cancelled on the engine (closing the connection does that).
+  const stallMs = Math.round((options.stallTimeoutSeconds ?? 1800) * 1000);
+  const stall = new AbortController();
+  const signal = controls.signal ? AbortSignal.any([controls.signal, stall.signal]) : stall.signal;
+  let stallTimer: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => stall.abort(), stallMs);
+  };
 
   emit(controls, { type: 'build-context', files: scan.fileCount, bytes: scan.totalBytes, context: scan.root });
   const query: Record<string, unknown> = {
@@ -124,7 +146,7 @@ export async function runBuild(
     platform: options.platform,
     cachefrom: options.cacheFrom,
     networkmode: options.networkMode,
-    abortSignal: controls.signal,
+    abortSignal: signal,
   };
   for (const key of Object.keys(query)) if (query[key] === undefined) delete query[key];
 
@@ -133,14 +155,27 @@ export async function runBuild(
       details: { step: currentStep, logTail: tail.last(20) },
     });
   if (controls.signal?.aborted) throw abortError();
+  const stallError = (): BuildError =>
+    new BuildError(
+      `Build of ${options.tags[0]} sent no output for ${Math.round(stallMs / 1000)} s${currentStep ? ` in ${currentStep}` : ''}; it was cancelled on the engine at ${engine.address}`,
+      {
+        code: 'ERR_TIMEOUT',
+        step: currentStep,
+        logTail: tail.last(),
+        hint: 'Find out why the step hangs (a download without network, a prompt waiting for input); raise stallTimeoutSeconds if it legitimately works silently for longer',
+      },
+    );
 
   let stream: NodeJS.ReadableStream;
+  arm();
   const context = packContext(scan);
   try {
     stream = await engine.docker.buildImage(context as unknown as NodeJS.ReadableStream, query as object);
   } catch (error) {
     context.destroy();
+    clearTimeout(stallTimer);
     if (controls.signal?.aborted) throw abortError();
+    if (stall.signal.aborted) throw stallError();
     const wrapped = engineError(engine, error, `starting the build of ${options.tags[0]}`);
     // The engine refused the request itself (Dockerfile parse error, unknown target, bad platform).
     if (wrapped.code === 'ERR_ENGINE') {
@@ -154,7 +189,7 @@ export async function runBuild(
   }
 
   const onLine = (raw: string): void => {
-    const line = cleanLine(raw);
+    const line = redactor.redact(cleanLine(raw));
     if (!line) return;
     tail.push(line);
     const step = STEP_LINE.exec(line);
@@ -171,6 +206,7 @@ export async function runBuild(
     }
     const built = BUILT_LINE.exec(line);
     if (built && !imageId) imageId = built[1];
+    if (FINISHED_LINE.test(line)) finished = true;
     emit(controls, { type: 'build-log', line });
   };
   // The engine forwards RUN output in chunks that may end mid-line: the unfinished line waits for
@@ -178,11 +214,12 @@ export async function runBuild(
   let partial = '';
   try {
     for await (const message of readJsonLines(stream as unknown as import('node:stream').Readable)) {
+      arm();
       if (typeof message.error === 'string' || message.errorDetail) {
         if (partial) onLine(partial);
         partial = '';
         const detail = message.errorDetail as { message?: string; code?: number } | undefined;
-        streamError = { message: String(message.error ?? detail?.message ?? 'unknown error').trim(), code: detail?.code };
+        streamError = { message: redactor.redact(String(message.error ?? detail?.message ?? 'unknown error').trim()), code: detail?.code };
         tail.push(streamError.message);
         continue;
       }
@@ -191,8 +228,9 @@ export async function runBuild(
       if (aux?.ID) imageId = aux.ID;
       if (typeof message.status === 'string') {
         const progress = typeof message.progress === 'string' ? message.progress : undefined;
-        emit(controls, { type: 'build-status', status: message.status, id: typeof message.id === 'string' ? message.id : undefined, progress });
-        if (!progress) tail.push(cleanLine(`${typeof message.id === 'string' ? `${message.id}: ` : ''}${message.status}`));
+        const status = redactor.redact(message.status);
+        emit(controls, { type: 'build-status', status, id: typeof message.id === 'string' ? message.id : undefined, progress });
+        if (!progress) tail.push(cleanLine(`${typeof message.id === 'string' ? `${message.id}: ` : ''}${status}`));
       }
       if (typeof message.stream === 'string') {
         const lines = (partial + message.stream).split('\n');
@@ -207,6 +245,7 @@ export async function runBuild(
     if (partial) onLine(partial);
   } catch (error) {
     if (controls.signal?.aborted) throw abortError();
+    if (stall.signal.aborted) throw stallError();
     throw new BuildError(`Lost the build stream of ${options.tags[0]} from the engine at ${engine.address}${currentStep ? ` during ${currentStep}` : ''}`, {
       step: currentStep,
       logTail: tail.last(),
@@ -214,12 +253,25 @@ export async function runBuild(
       code: 'ERR_ENGINE',
       hint: 'The engine closed the connection: check that it is still running (and its log), then run again',
     });
+  } finally {
+    clearTimeout(stallTimer);
   }
   if (controls.signal?.aborted) throw abortError();
+  if (stall.signal.aborted) throw stallError();
 
   if (streamError) {
     const where = currentStep ? ` at ${currentStep}` : '';
     throw new BuildError(`Build of ${options.tags[0]} failed${where}: ${streamError.message}`, { step: currentStep, logTail: tail.last() });
+  }
+  if (!imageId && !finished) {
+    // The stream ended without the engine saying the build is done: it stopped or dropped us. The
+    // tag may still name an older image, which must not pass for this build's result.
+    throw new BuildError(`The build stream of ${options.tags[0]} from the engine at ${engine.address} ended before the build finished${currentStep ? `, during ${currentStep}` : ''}`, {
+      step: currentStep,
+      logTail: tail.last(),
+      code: 'ERR_ENGINE',
+      hint: 'The engine closed the connection (was it stopped or restarted?): check that it is running and read its log, then run again',
+    });
   }
   if (!imageId) {
     // Some engines do not send aux.ID; the first tag then names the result.
@@ -254,6 +306,6 @@ export async function runBuild(
 export async function buildImage(options: BuildOptions, controls: OperationControls = {}): Promise<BuildResult> {
   const valid = validate<BuildOptions>('build-options.schema.json', options, { what: 'build options' });
   const engine = connectEngine(valid.engine);
-  const scan = await scanContext(path.resolve(valid.context), { dockerfile: valid.dockerfile });
+  const scan = await scanContext(path.resolve(valid.context), { dockerfile: valid.dockerfile, maxBytes: valid.maxContextBytes });
   return runBuild(engine, valid, scan, controls);
 }

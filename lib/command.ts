@@ -11,7 +11,9 @@ import type { Naming } from './naming-types.js';
 import { optionSpecs } from './option-spec.js';
 import type { ImageEvent, OperationControls } from './progress.js';
 import { Redactor } from './redact.js';
-import { isThinkubeImageError } from './errors.js';
+import { ValidationError, isThinkubeImageError } from './errors.js';
+import { convertNameLight } from './naming.js';
+import { buildArgSecrets } from './secrets.js';
 
 export interface CommandContext {
   /** Ansible check mode or --check: report what would happen, change nothing. */
@@ -72,6 +74,20 @@ function hideSecrets(schema: SchemaFile, args: Record<string, unknown>, naming: 
   return copy;
 }
 
+/** Strings longer than this are cut in `invocation` (a 1 MB value is not echoed back whole). */
+const MAX_ECHOED_CHARS = 2048;
+
+function shortenLongStrings(value: unknown): unknown {
+  if (typeof value === 'string') return value.length > MAX_ECHOED_CHARS ? `${value.slice(0, 64)}... (${value.length} characters)` : value;
+  if (Array.isArray(value)) return value.map(shortenLongStrings);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) Object.defineProperty(out, key, { value: shortenLongStrings(item), enumerable: true, writable: true, configurable: true });
+    return out;
+  }
+  return value;
+}
+
 function failure(error: unknown): Record<string, unknown> {
   if (isThinkubeImageError(error)) {
     const e = error;
@@ -96,6 +112,41 @@ function failure(error: unknown): Record<string, unknown> {
   };
 }
 
+/** Build args whose values are secrets (secretBuildArgs, secret-looking names) join the redacted values. */
+function collectBuildArgSecrets(options: Record<string, unknown>, redactor: Redactor): void {
+  const args = options.buildArgs;
+  if (!args || typeof args !== 'object' || Array.isArray(args)) return;
+  const declared = Array.isArray(options.secretBuildArgs) ? options.secretBuildArgs.filter((n): n is string => typeof n === 'string') : [];
+  buildArgSecrets(args as Record<string, string>, declared, redactor);
+}
+
+/** At most this many retries become warnings one by one; the rest are counted. */
+const MAX_RETRY_WARNINGS = 20;
+
+/** A retry event as an Ansible warning: what was retried, why, and after how long. */
+export function retryWarning(event: Extract<ImageEvent, { type: 'retry' }>): string {
+  return `Retry ${event.attempt} of ${event.operation} in ${(event.delayMs / 1000).toFixed(1)} s after: ${event.reason}`;
+}
+
+/** Error codes of input problems found past the schema (a missing folder, an unreadable CA file). */
+const INPUT_ERRORS = new Set(['ERR_INVALID_OPTIONS', 'ERR_CONTEXT', 'ERR_CATALOG']);
+
+/**
+ * The option an input error is about, in the caller's naming: the error's `field` detail, or a
+ * detail named like a top-level option (e.g. imagesDir holding the folder that was not found).
+ */
+function optionOf(error: unknown, schema: SchemaFile, naming: Naming): string | undefined {
+  if (!isThinkubeImageError(error) || error instanceof ValidationError || !INPUT_ERRORS.has(error.code)) return undefined;
+  const top = new Set(optionSpecs(schema).map((spec) => spec.path[0]));
+  const field = typeof error.details.field === 'string' ? error.details.field : Object.keys(error.details).find((key) => top.has(key));
+  if (!field) return undefined;
+  const name = field
+    .split('.')
+    .map((part) => convertNameLight(part, naming === 'kebab' ? 'kebab' : naming))
+    .join(naming === 'kebab' ? '-' : '.');
+  return naming === 'kebab' ? `--${name}` : name;
+}
+
 function writeResult(result: Record<string, unknown>, redactor: Redactor): void {
   process.stdout.write(`${redactor.redact(JSON.stringify(result))}\n`);
 }
@@ -105,6 +156,9 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
   const redactor = new Redactor();
   const ansible = looksLikeAnsibleInvocation(argv);
   const warnings: string[] = [];
+  let retries = 0;
+  // Warnings reported as events; kept for a failure, whose result has no warnings of its own.
+  const eventWarnings: string[] = [];
   const abort = new AbortController();
   let interrupted: string | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -112,8 +166,10 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
     interrupted = signal;
     abort.abort(new Error(`interrupted by ${signal}`));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: with no listener of ours left, signal-exit (used by proper-lockfile) would
+  // re-raise the signal and kill the process before the result is written.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   let invocation: Record<string, unknown> | undefined;
   let exitCode = 0;
@@ -131,7 +187,8 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
       diffMode = args.diffMode;
       naming = 'snake';
       collectSecrets(definition.schema, options, redactor);
-      invocation = { module_args: hideSecrets(definition.schema, args.moduleArgs, 'snake') };
+      collectBuildArgSecrets(options, redactor);
+      invocation = { module_args: shortenLongStrings(hideSecrets(definition.schema, args.moduleArgs, 'snake')) };
     } else {
       const parsed = parseArgs(definition, argv);
       if (parsed.help) {
@@ -142,15 +199,25 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
       checkMode = parsed.check;
       naming = 'kebab';
       collectSecrets(definition.schema, options, redactor);
+      collectBuildArgSecrets(options, redactor);
       for (const secret of parsed.secrets) redactor.add(secret);
       if (!parsed.quiet) onEvent = createProgressRenderer(process.stderr, (s) => redactor.redact(s));
     }
     const implementation = await definition.load();
+    const render = onEvent;
+    // Every retry is reported: an event on the progress display and a warning in the result.
+    const observe = (event: ImageEvent): void => {
+      if (event.type === 'retry') {
+        retries++;
+        if (retries <= MAX_RETRY_WARNINGS) warnings.push(retryWarning(event));
+      } else if (event.type === 'warning' && eventWarnings.length < 50) eventWarnings.push(event.message);
+      render?.(event);
+    };
     const outcome = await implementation.run(options, {
       checkMode,
       diffMode,
       naming,
-      controls: { signal: abort.signal, onEvent },
+      controls: { signal: abort.signal, onEvent: observe },
       warn: (message) => warnings.push(message),
     });
     const { diff, ...rest } = outcome;
@@ -160,9 +227,20 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
     if (outcome.failed) exitCode = 1;
   } catch (error) {
     result = failure(error);
+    warnings.push(...eventWarnings);
+    // Name the option in the message, so the playbook line to fix is obvious.
+    const option = optionOf(error, definition.schema, ansible ? 'snake' : 'kebab');
+    if (option && !String(result.msg).includes(option)) result.msg = `${option}: ${String(result.msg)}`;
     exitCode = result.error_code === 'ERR_USAGE' && !ansible ? 2 : 1;
-    if (interrupted) result.msg = `${String(result.msg)} (interrupted by ${interrupted})`;
   }
+  if (interrupted) {
+    // Whatever finished is in the result (e.g. the pipeline's images done / failed / not started);
+    // work that completed before the signal took effect stays a success.
+    result.msg = `${String(result.msg)} (interrupted by ${interrupted})`;
+    result.interrupted = interrupted;
+    if (result.failed) exitCode = ansible ? 1 : 130;
+  }
+  if (retries > MAX_RETRY_WARNINGS) warnings.push(`... and ${retries - MAX_RETRY_WARNINGS} more retries`);
   const allWarnings = [...warnings, ...((result.warnings as string[] | undefined) ?? [])];
   result.warnings = [...new Set(allWarnings)];
   if (invocation) result.invocation = invocation;

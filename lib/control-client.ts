@@ -1,7 +1,8 @@
 /**
  * HTTP client of thinkube-control's image registration endpoint (the contract in
  * schemas/control-api.schema.json): an upsert keyed by image name that never writes when nothing
- * changed, retries connection errors and 5xx answers with backoff (never 4xx), and never lets a
+ * changed, retries connection errors, 429 and 5xx answers with backoff and jitter (never other
+ * 4xx), bounded in count and total time and each one reported, and never lets a
  * retried POST create an image twice.
  */
 import { readFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import got, { type Got } from 'got';
 import { ThinkubeImageError } from './errors.js';
 import { Redactor } from './redact.js';
+import { RetryBudget, parseRetryAfter, retrySettings, type RetryOptions, type RetrySettings } from './retry.js';
 import { schemaDocuments } from './schema.js';
 import type { RegisteredImage } from './generated/types.js';
 
@@ -25,8 +27,10 @@ export interface ControlClientOptions {
   timeoutSeconds?: number;
   /** Retries after a connection error or a 5xx. Default 3. */
   retries?: number;
-  /** First backoff delay, doubled on each retry (capped at 8 s). Default 500. */
+  /** First backoff delay, doubled on each retry (capped at 8 s) plus up to 25% jitter. Default 500. */
   retryBaseMs?: number;
+  /** The schema's retry option: limit (overrides retries), total time, delays. */
+  retry?: RetryOptions;
   signal?: AbortSignal;
   onEvent?: (event: ControlEvent) => void;
 }
@@ -35,7 +39,7 @@ export interface ControlClientOptions {
 export type ControlEvent =
   | { type: 'request'; method: string; url: string; attempt: number }
   | { type: 'response'; method: string; url: string; status: number }
-  | { type: 'retry'; method: string; url: string; attempt: number; delayMs: number; reason: string };
+  | { type: 'retry'; operation: string; method: string; url: string; attempt: number; delayMs: number; reason: string };
 
 export type UpsertOutcome = 'created' | 'updated' | 'unchanged' | 'endpoint-unavailable';
 
@@ -109,6 +113,8 @@ type Attempt = { ok: true; answer: Answer } | { ok: false; reason: string; code:
 const RETRY_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL|EPROTO/;
 const MAX_RETRY_AFTER_MS = 30_000;
+/** Total time the retries of one request may take (waits and attempts), unless retry.maxTotalSeconds says otherwise. */
+const MAX_TOTAL_MS = 120_000;
 
 /** A sanitized cause: got's errors carry the request options, Authorization header included. */
 function safeCause(code: string, message: string): Error {
@@ -238,42 +244,55 @@ export class ControlClient {
     }
   }
 
-  private delayFor(attempt: number, answer?: Answer): number {
-    const header = answer?.headers['retry-after'];
-    const value = Array.isArray(header) ? header[0] : header;
-    if (value !== undefined && /^\d+$/.test(value.trim())) return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
-    return Math.min(this.opts.retryBaseMs * 2 ** attempt, 8000);
+  /** The retry rules of one request: retries, retryBaseMs and retry (which wins). */
+  private settings(): RetrySettings {
+    return retrySettings(this.opts.retry, {
+      limit: this.opts.retries,
+      maxTotalMs: MAX_TOTAL_MS,
+      initialDelayMs: this.opts.retryBaseMs,
+      maxDelayMs: 8000,
+      maxRetryAfterMs: MAX_RETRY_AFTER_MS,
+    });
   }
 
-  private async backoff(method: string, url: string, attempt: number, reason: string, answer?: Answer): Promise<void> {
-    const delayMs = this.delayFor(attempt, answer);
-    this.emit({ type: 'retry', method, url, attempt: attempt + 1, delayMs, reason });
+  private budget(method: string, url: string): RetryBudget {
+    return new RetryBudget(`${method} ${url}`, this.settings(), {
+      signal: this.opts.signal,
+      onRetry: (e) => this.emit({ ...e, method, url }),
+    });
+  }
+
+  /** Report and wait before the next attempt; false when the budget is spent. */
+  private async backoff(budget: RetryBudget, method: string, url: string, reason: string, answer?: Answer): Promise<boolean> {
     try {
-      await sleep(delayMs, undefined, this.opts.signal ? { signal: this.opts.signal } : {});
+      return await budget.wait(reason, parseRetryAfter(answer?.headers['retry-after']));
     } catch {
       throw this.aborted(`the wait before retrying ${method} ${url}`);
     }
   }
 
-  private giveUp(method: string, url: string, attempts: number, last: Attempt): ThinkubeImageError {
+  private giveUp(method: string, url: string, attempts: number, last: Attempt, budget?: RetryBudget): ThinkubeImageError {
+    const why = budget?.exhausted && budget.settings.limit > 0 && budget.retries < budget.settings.limit ? `; ${budget.exhausted}` : '';
     if (!last.ok) {
-      return new ThinkubeImageError('ERR_REGISTRATION', `Could not reach thinkube-control at ${this.controlUrl} (${last.reason}) after ${attempts} attempt(s) of ${method} ${url}`, {
+      return new ThinkubeImageError('ERR_REGISTRATION', `Could not reach thinkube-control at ${this.controlUrl} (${last.reason}) after ${attempts} attempt(s) of ${method} ${url}${why}`, {
         hint: 'Check that thinkube-control is running and that controlUrl is right; from outside the cluster it is usually https://control.<domain>/api',
         cause: safeCause(last.code, last.reason),
         details: { url, method, attempts, errno: last.code },
       });
     }
-    return this.httpError(method, url, last.answer, `after ${attempts} attempt(s)`);
+    return this.httpError(method, url, last.answer, `after ${attempts} attempt(s)${why}`);
   }
 
-  /** An idempotent request (GET, PUT) with retries on connection errors and 5xx. */
+  /** An idempotent request (GET, PUT) with retries on connection errors, 429 and 5xx. */
   private async idempotent(method: 'GET' | 'PUT', url: string, body?: unknown): Promise<Answer> {
+    const budget = this.budget(method, url);
     for (let attempt = 0; ; attempt++) {
       const result = await this.send(method, url, body, attempt + 1);
-      const retryable = !result.ok || result.answer.status >= 500;
+      const retryable = !result.ok || result.answer.status >= 500 || result.answer.status === 429;
       if (!retryable) return result.answer;
-      if (attempt >= this.opts.retries) throw this.giveUp(method, url, attempt + 1, result);
-      await this.backoff(method, url, attempt, result.ok ? `HTTP ${result.answer.status}` : result.reason, result.ok ? result.answer : undefined);
+      if (!(await this.backoff(budget, method, url, result.ok ? `HTTP ${result.answer.status}` : result.reason, result.ok ? result.answer : undefined))) {
+        throw this.giveUp(method, url, attempt + 1, result, budget);
+      }
     }
   }
 
@@ -381,9 +400,10 @@ export class ControlClient {
     let posted = false; // a POST of ours may have been applied without us seeing the answer
     let failures = 0;
     let rounds = 0;
+    const postBudget = this.budget('POST', collection);
     const done = (outcome: UpsertOutcome): UpsertResult => ({ outcome, before, after: entry, url: item, warnings });
     for (;;) {
-      if (++rounds > 10 + this.opts.retries) {
+      if (++rounds > 10 + postBudget.settings.limit) {
         throw new ThinkubeImageError('ERR_REGISTRATION', `Registration of ${entry.name} at ${this.controlUrl} did not settle: the image kept appearing and disappearing`, {
           hint: 'Another process is creating and deleting this image at the same time; stop it and run again',
           details: { url: item },
@@ -401,10 +421,12 @@ export class ControlClient {
       }
 
       const result = await this.send('POST', collection, entry, failures + 1);
-      if (!result.ok || result.answer.status >= 500) {
-        posted = true;
-        if (failures >= this.opts.retries) throw this.giveUp('POST', collection, failures + 1, result);
-        await this.backoff('POST', collection, failures, result.ok ? `HTTP ${result.answer.status}` : result.reason, result.ok ? result.answer : undefined);
+      if (!result.ok || result.answer.status >= 500 || result.answer.status === 429) {
+        // A 429 was not processed; a 5xx or a lost answer may have been.
+        if (!(result.ok && result.answer.status === 429)) posted = true;
+        if (!(await this.backoff(postBudget, 'POST', collection, result.ok ? `HTTP ${result.answer.status}` : result.reason, result.ok ? result.answer : undefined))) {
+          throw this.giveUp('POST', collection, failures + 1, result, postBudget);
+        }
         failures++;
         // The server may have stored it before failing: look before posting again.
         current = await this.getImage(entry.name, warnings);

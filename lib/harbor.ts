@@ -13,13 +13,21 @@ import got, { AbortError, RequestError, TimeoutError, type Method } from 'got';
 import { ThinkubeImageError, ValidationError, isConnectionError, type ErrorCode } from './errors.js';
 import type { HarborOptions } from './generated/types.js';
 import { validate, type ValidateOptions } from './schema.js';
+import { RetryBudget, parseRetryAfter, retrySettings, type RetryListener, type RetrySettings } from './retry.js';
 
 export type { HarborOptions };
 
 /** Per-call controls (not part of the options schema). */
 export interface HarborCallControls {
   signal?: AbortSignal;
+  /** Told about every retry before its wait (a `retry` progress event). */
+  onRetry?: RetryListener;
 }
+
+/** Retries of Harbor requests (options.retry overrides these). */
+export const HARBOR_RETRY_DEFAULTS: Readonly<RetrySettings> = Object.freeze({ limit: 2, maxTotalMs: 120_000, initialDelayMs: 1000, maxDelayMs: 30_000 });
+/** Connection failures worth another try of a read (never TLS or DNS failures). */
+const RETRY_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 export interface HarborComponentHealth {
   name: string;
@@ -233,6 +241,7 @@ interface RequestSpec {
   /** What the request does, for messages: e.g. `create project "library"`. */
   what: string;
   signal?: AbortSignal | undefined;
+  onRetry?: RetryListener | undefined;
 }
 
 export class HarborClient {
@@ -246,6 +255,7 @@ export class HarborClient {
   readonly #authorization: string | undefined;
   readonly #https: { rejectUnauthorized: boolean; certificateAuthority?: string[] };
   readonly #timeoutMs: number;
+  readonly #retry: RetrySettings;
 
   constructor(options: HarborOptions, validateOptions: ValidateOptions = {}) {
     const opts = validate<HarborOptions>('harbor-options.schema.json', options, { what: 'Harbor options', ...validateOptions });
@@ -293,13 +303,14 @@ export class HarborClient {
     }
     this.#https = https;
     this.#timeoutMs = Math.round((opts.timeoutSeconds ?? 30) * 1000);
+    this.#retry = retrySettings(opts.retry, HARBOR_RETRY_DEFAULTS);
     const { password: _password, ...visible } = opts;
     this.options = Object.freeze(visible);
   }
 
   /** Harbor's health, naming the unhealthy components. No credentials needed. */
   async health(controls: HarborCallControls = {}): Promise<HarborHealth> {
-    const spec: RequestSpec = { method: 'GET', path: '/health', auth: false, what: 'read its health', signal: controls.signal };
+    const spec: RequestSpec = { method: 'GET', path: '/health', auth: false, what: 'read its health', signal: controls.signal, onRetry: controls.onRetry };
     const res = await this.#send(spec);
     if (res.status === 404) {
       // A plain OCI registry (or a wrong URL/basePath): callers report Harbor-only checks as not applicable.
@@ -327,7 +338,7 @@ export class HarborClient {
 
   /** GET /ping: the API server answers (Harbor: "Pong"), whatever its components' health. */
   async ping(controls: HarborCallControls = {}): Promise<string> {
-    const spec: RequestSpec = { method: 'GET', path: '/ping', auth: false, what: 'answer a ping', signal: controls.signal };
+    const spec: RequestSpec = { method: 'GET', path: '/ping', auth: false, what: 'answer a ping', signal: controls.signal, onRetry: controls.onRetry };
     const res = await this.#send(spec);
     if (res.status !== 200) this.#fail(res, spec);
     return res.body.trim();
@@ -346,7 +357,7 @@ export class HarborClient {
       });
     }
     if (isRobotAccountName(this.username)) return this.#robotIdentity(controls);
-    const spec: RequestSpec = { method: 'GET', path: '/users/current', what: 'tell who the current user is', signal: controls.signal };
+    const spec: RequestSpec = { method: 'GET', path: '/users/current', what: 'tell who the current user is', signal: controls.signal, onRetry: controls.onRetry };
     const res = await this.#send(spec);
     if (res.status === 412) return this.#robotIdentity(controls);
     if (res.status !== 200) this.#fail(res, spec);
@@ -368,7 +379,7 @@ export class HarborClient {
       method: 'GET',
       path: '/users/current/permissions',
       what: `list the permissions of robot account "${this.username}"`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status !== 200) this.#fail(res, spec);
@@ -386,7 +397,7 @@ export class HarborClient {
       path: '/projects',
       query: { project_name: name },
       what: `check whether project "${name}" exists`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status === 200) return true;
@@ -404,7 +415,7 @@ export class HarborClient {
       path: '/projects',
       json: body,
       what: `create ${options.public ? 'public' : 'private'} project "${name}"`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status === 201) {
@@ -425,7 +436,7 @@ export class HarborClient {
       // Without it a numeric project name would be taken for a project id.
       headers: { 'X-Is-Resource-Name': 'true' },
       what: `read project "${name}"`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status === 404) {
@@ -462,7 +473,7 @@ export class HarborClient {
       path: `/projects/${segment(name)}/summary`,
       headers: { 'X-Is-Resource-Name': 'true' },
       what: `read the summary of project "${name}"`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status !== 200) this.#fail(res, spec);
@@ -483,7 +494,7 @@ export class HarborClient {
       path: artifactPath(project, repository, reference),
       query: { with_tag: options.withTag !== false, with_scan_overview: withScan },
       what: `read artifact ${project}/${repository}${refSuffix(reference)}`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     if (withScan) spec.headers = { 'X-Accept-Vulnerabilities': ACCEPT_VULNERABILITIES };
     const res = await this.#send(spec);
@@ -505,7 +516,7 @@ export class HarborClient {
       path: `${artifactPath(project, repository, reference)}/scan`,
       json: { scan_type: 'vulnerability' },
       what: `scan artifact ${project}/${repository}${refSuffix(reference)}`,
-      signal: controls.signal,
+      signal: controls.signal, onRetry: controls.onRetry,
     };
     const res = await this.#send(spec);
     if (res.status === 202) return { accepted: true };
@@ -534,7 +545,7 @@ export class HarborClient {
         path: `${artifactPath(project, repository, reference)}/tags`,
         query: { page, page_size: pageSize },
         what: `list the tags of ${project}/${repository}${refSuffix(reference)}`,
-        signal: controls.signal,
+        signal: controls.signal, onRetry: controls.onRetry,
       };
       const res = await this.#send(spec);
       if (res.status === 404) {
@@ -554,7 +565,39 @@ export class HarborClient {
 
   // ---- transport ----
 
+  /**
+   * One request, retried when that is safe: reads (GET, HEAD) after a connection failure, a 429 or
+   * a 5xx; any method after a 429 (Harbor did not process it). Every retry is reported.
+   */
   async #send(spec: RequestSpec): Promise<RawResponse> {
+    const budget = new RetryBudget(`${spec.method} ${this.#displayPath(spec.path)} on Harbor at ${this.host}`, this.#retry, { onRetry: spec.onRetry, signal: spec.signal });
+    const read = spec.method === 'GET' || spec.method === 'HEAD';
+    for (;;) {
+      let res: RawResponse;
+      try {
+        res = await this.#sendOnce(spec);
+      } catch (error) {
+        const code = (error as ThinkubeImageError).details?.errorCode;
+        if (read && typeof code === 'string' && RETRY_CODES.has(code) && (await this.#pause(budget, spec, code))) continue;
+        if (read && (error as ThinkubeImageError).code === 'ERR_TIMEOUT' && (await this.#pause(budget, spec, 'timeout'))) continue;
+        throw error;
+      }
+      if ((read && res.status >= 500) || res.status === 429) {
+        if (await this.#pause(budget, spec, `HTTP ${res.status}`, parseRetryAfter(res.headers['retry-after']))) continue;
+      }
+      return res;
+    }
+  }
+
+  async #pause(budget: RetryBudget, spec: RequestSpec, reason: string, retryAfterMs?: number): Promise<boolean> {
+    try {
+      return await budget.wait(reason, retryAfterMs);
+    } catch {
+      throw new ThinkubeImageError('ERR_ABORTED', `Aborted while waiting to retry a request to Harbor at ${this.host} (${spec.what})`, { details: { host: this.host } });
+    }
+  }
+
+  async #sendOnce(spec: RequestSpec): Promise<RawResponse> {
     const url = new URL(this.baseUrl + spec.path);
     for (const [k, v] of Object.entries(spec.query ?? {})) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { Accept: 'application/json, text/plain;q=0.9', ...spec.headers };
@@ -680,7 +723,8 @@ export class HarborClient {
   #notHarbor(method: string, path: string, why: string): ThinkubeImageError {
     return new ThinkubeImageError('ERR_HARBOR', `${this.baseUrl} does not answer like Harbor's API (${method} ${this.#displayPath(path)}: ${why})`, {
       hint: 'Check that the URL points at Harbor (its API lives under /api/v2.0)',
-      details: { host: this.host, request: `${method} ${this.#displayPath(path)}` },
+      // notHarbor: something answered, but not Harbor's API (preflight then treats the host as a plain registry).
+      details: { host: this.host, request: `${method} ${this.#displayPath(path)}`, notHarbor: true },
     });
   }
 

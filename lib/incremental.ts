@@ -7,7 +7,7 @@ import { runBuild, type BuildResult } from './build.js';
 import { ThinkubeImageError, isThinkubeImageError } from './errors.js';
 import type { Engine } from './engine.js';
 import type { ContextScan } from './context.js';
-import { INPUT_DIGEST_LABEL, baseImageReferences, computeInputDigest, inputTag, type BaseImageDigest } from './input-digest.js';
+import { INPUT_DIGEST_LABEL, baseImageReferences, computeInputDigest, contextFileLines, inputTag, type BaseImageDigest } from './input-digest.js';
 import { emit, type OperationControls } from './progress.js';
 import { formatReference, parseReference, withDefaultTag } from './reference.js';
 import { registryAuthHeader } from './docker-config.js';
@@ -51,16 +51,16 @@ interface Clients {
   get(registry: string): Promise<RegistryClient>;
 }
 
-function clientsFor(options: BuildOptions): Clients {
+function clientsFor(options: BuildOptions, controls: OperationControls = {}): Clients {
+  // Retries of these registry calls are reported like every other retry.
+  const hooks = { onRetry: (event: Parameters<typeof emit>[1]) => emit(controls, event), signal: controls.signal };
   const cache = new Map<string, Promise<RegistryClient>>();
-  const first = withDefaultTag(parseReference(options.tags[0] as string));
   return {
     get(registry) {
       let client = cache.get(registry);
       if (!client) {
         // The build's own registry uses the given credentials; others their docker config entry.
-        const auth = registry === first.registry ? options.auth : options.auth?.dockerConfig ? { dockerConfig: options.auth.dockerConfig } : undefined;
-        client = resolveCredentials(registry, auth).then((credentials) => registryClientFor(registry, credentials, options.registryTls));
+        client = resolveCredentials(registry, authFor(options, registry)).then((credentials) => registryClientFor(registry, credentials, options.registryTls, hooks));
         cache.set(registry, client);
       }
       return client;
@@ -91,22 +91,40 @@ async function baseDigest(engine: Engine, clients: Clients, reference: string): 
   }
 }
 
-/** Work out the input digest and whether the registry already holds an image built from it. */
-export async function planBuild(engine: Engine, options: BuildOptions, scan: ContextScan, clients: Clients = clientsFor(options)): Promise<InputPlan> {
+/** OCI labels the caller chose (not derived from the clock or git): they are inputs like labels. */
+function explicitLabels(options: BuildOptions): Record<string, string> {
+  if (options.ociLabels === false) return {};
+  const out: Record<string, string> = {};
+  if (options.title !== undefined) out['org.opencontainers.image.title'] = options.title;
+  if (options.version !== undefined) out['org.opencontainers.image.version'] = options.version;
+  if (options.revision !== undefined) out['org.opencontainers.image.revision'] = options.revision;
+  if (options.source !== undefined) out['org.opencontainers.image.source'] = options.source;
+  return out;
+}
+
+/**
+ * Work out the input digest and whether the registry already holds an image built from it.
+ * describe=false leaves out createdAt/imageSize (the caller fetches them when it needs them).
+ */
+export async function planBuild(engine: Engine, options: BuildOptions, scan: ContextScan, clients: Clients = clientsFor(options), describe = true): Promise<InputPlan> {
   const buildArgs = options.buildArgs ?? {};
   const bases: BaseImageDigest[] = [];
   let uncertain: string | undefined;
-  for (const reference of baseImageReferences(scan.dockerfile, buildArgs, options.target)) {
-    const found = await baseDigest(engine, clients, reference);
-    if (found.digest) bases.push({ reference, digest: found.digest });
-    else uncertain ??= found.problem;
+  // The files are hashed while the registries are asked for the base digests.
+  const [fileLines, found] = await Promise.all([
+    contextFileLines(scan),
+    Promise.all(baseImageReferences(scan.dockerfile, buildArgs, options.target).map(async (reference) => ({ reference, ...(await baseDigest(engine, clients, reference)) }))),
+  ]);
+  for (const base of found) {
+    if (base.digest) bases.push({ reference: base.reference, digest: base.digest });
+    else uncertain ??= base.problem;
   }
-  const inputDigest = await computeInputDigest({ scan, buildArgs, labels: options.labels, target: options.target, platform: options.platform, bases });
+  const inputDigest = await computeInputDigest({ scan, fileLines, buildArgs, labels: { ...explicitLabels(options), ...(options.labels ?? {}) }, target: options.target, platform: options.platform, bases });
   const tag = inputTag(inputDigest);
   const first = withDefaultTag(parseReference(options.tags[0] as string));
   const client = await clients.get(first.registry);
   const existing = uncertain ? undefined : (await client.headManifest(first.repository, tag))?.digest;
-  const described = existing ? await describeExisting(client, first.repository, existing) : {};
+  const described = existing && describe ? await describeExisting(client, first.repository, existing) : {};
   return { inputDigest, inputTag: formatReference({ ...first, tag, digest: undefined }), bases, existing, uncertain, ...described };
 }
 
@@ -129,23 +147,60 @@ export async function describeExisting(client: RegistryClient, repository: strin
   }
 }
 
-/** Pull the image's current tag so the classic builder can use its layers as cache. */
-async function pullForCache(engine: Engine, reference: string, options: BuildOptions, controls: OperationControls): Promise<boolean> {
+function authFor(options: BuildOptions, registry: string): BuildOptions['auth'] {
+  const first = withDefaultTag(parseReference(options.tags[0] as string));
+  return registry === first.registry ? options.auth : options.auth?.dockerConfig ? { dockerConfig: options.auth.dockerConfig } : undefined;
+}
+
+/** Pull a reference into the engine; resolves with the engine's error message when it failed. */
+async function pullImage(engine: Engine, reference: string, options: BuildOptions, controls: OperationControls): Promise<string | undefined> {
   const ref = withDefaultTag(parseReference(reference));
-  const credentials = await resolveCredentials(ref.registry, options.auth);
+  const credentials = await resolveCredentials(ref.registry, authFor(options, ref.registry));
   try {
-    const stream = (await engine.docker.pull(reference, { authconfig: { key: registryAuthHeader(credentials, ref.registry) }, abortSignal: controls.signal } as object)) as NodeJS.ReadableStream;
+    const stream = (await engine.docker.pull(reference, { authconfig: { key: registryAuthHeader(credentials, ref.registry) }, platform: options.platform, abortSignal: controls.signal } as object)) as NodeJS.ReadableStream;
     let failure: string | undefined;
     await new Promise<void>((resolve, reject) => {
       engine.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()), (event: { error?: string }) => {
         if (event.error) failure = event.error;
       });
     });
-    if (failure) throw new Error(failure);
-    return true;
+    return failure;
   } catch (error) {
-    emit(controls, { type: 'warning', message: `Could not pull ${reference} for use as build cache (${(error as Error).message}); building without it` });
-    return false;
+    return (error as Error).message;
+  }
+}
+
+/** Pull the image's current tag so the classic builder can use its layers as cache. */
+async function pullForCache(engine: Engine, reference: string, options: BuildOptions, controls: OperationControls): Promise<boolean> {
+  const failure = await pullImage(engine, reference, options, controls);
+  if (failure) emit(controls, { type: 'warning', message: `Could not pull ${reference} for use as build cache (${failure}); building without it` });
+  return !failure;
+}
+
+/**
+ * The classic builder uses the engine's copy of a base without asking the registry (unless pull).
+ * A base that moved in the registry (or an image of the set re-tagged by another run) must be
+ * pulled first, or the new input digest would name an image built on the old base.
+ */
+async function refreshBases(engine: Engine, bases: BaseImageDigest[], options: BuildOptions, controls: OperationControls): Promise<void> {
+  for (const base of bases) {
+    if (base.digest.startsWith('local:')) continue;
+    let repoDigests: string[] = [];
+    try {
+      repoDigests = ((await engine.docker.getImage(base.reference).inspect()) as { RepoDigests?: string[] }).RepoDigests ?? [];
+    } catch {
+      // Not on the engine: the builder pulls it itself.
+      continue;
+    }
+    if (repoDigests.some((d) => d.endsWith(`@${base.digest}`))) continue;
+    emit(controls, { type: 'info', message: `${base.reference} moved in its registry (now ${base.digest}): pulling it before the build` });
+    const failure = await pullImage(engine, base.reference, options, controls);
+    if (failure) {
+      throw new ThinkubeImageError('ERR_REGISTRY', `Base image ${base.reference} changed in its registry (now ${base.digest}) but the engine at ${engine.address} could not pull it: ${failure}`, {
+        hint: 'Check that the engine can reach and log in to that registry, then run again',
+        details: { base: base.reference, digest: base.digest },
+      });
+    }
   }
 }
 
@@ -156,21 +211,31 @@ async function pullForCache(engine: Engine, reference: string, options: BuildOpt
  */
 export async function buildIfChanged(engine: Engine, options: BuildOptions, scan: ContextScan, controls: OperationControls = {}): Promise<IncrementalBuildResult> {
   const started = Date.now();
-  const clients = clientsFor(options);
-  const plan = await planBuild(engine, options, scan, clients);
+  const clients = clientsFor(options, controls);
+  const plan = await planBuild(engine, options, scan, clients, false);
   const first = withDefaultTag(parseReference(options.tags[0] as string));
   const client = await clients.get(first.registry);
   if (plan.existing && !options.force) {
-    const retagged: Array<{ reference: string; changed: boolean }> = [];
-    for (const reference of options.tags) {
+    const existing = plan.existing;
+    const refs = options.tags.map((reference) => {
       const ref = withDefaultTag(parseReference(reference));
       if (ref.registry !== first.registry || ref.repository !== first.repository) {
         throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `With skipUnchanged every tag must be in ${first.registry}/${first.repository}; ${reference} is not`, {
           hint: 'Build each repository with its own call',
         });
       }
-      const moved = await client.retag(ref.repository, plan.existing, ref.tag as string);
-      retagged.push({ reference, changed: moved.changed });
+      return { reference, ref };
+    });
+    // The usual no-op: every tag already names the image, and a HEAD each is all it takes to know.
+    const [described, current] = await Promise.all([
+      describeExisting(client, first.repository, existing),
+      Promise.all(refs.map(({ ref }) => client.headManifest(ref.repository, ref.tag as string))),
+    ]);
+    Object.assign(plan, described);
+    const retagged: Array<{ reference: string; changed: boolean }> = [];
+    for (const [index, { reference, ref }] of refs.entries()) {
+      if (current[index]?.digest === existing) retagged.push({ reference, changed: false });
+      else retagged.push({ reference, changed: (await client.retag(ref.repository, existing, ref.tag as string)).changed });
     }
     const changedTags = retagged.filter((r) => r.changed).map((r) => r.reference);
     emit(controls, { type: 'info', message: `${options.tags[0]}: inputs unchanged (${plan.inputTag}), build skipped` });
@@ -201,6 +266,7 @@ export async function buildIfChanged(engine: Engine, options: BuildOptions, scan
     const current = await client.headManifest(first.repository, first.tag as string);
     if (current && (await pullForCache(engine, formatReference(first), options, controls))) cacheFrom = [formatReference(first)];
   }
+  if (!options.pull) await refreshBases(engine, plan.bases, options, controls);
   const built = await runBuild(
     engine,
     { ...options, cacheFrom, tags: [...options.tags, plan.inputTag], labels: { ...(options.labels ?? {}), [INPUT_DIGEST_LABEL]: plan.inputDigest } },

@@ -7,13 +7,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { copySources, globalArgs, parseDockerfile, resolveFrom, stages } from './dockerfile.js';
+import { argDeclarations, copySources, globalArgs, parseDockerfile, resolveFrom, stages } from './dockerfile.js';
 import type { ContextScan } from './context.js';
 
 export const INPUT_DIGEST_LABEL = 'io.thinkube.custom-images.input-digest';
 export const INPUT_TAG_PREFIX = 'in-';
 /** Bumped when what goes into the digest changes, so old tags never match new rules. */
-const DIGEST_FORMAT = 1;
+const DIGEST_FORMAT = 2;
 
 export interface BaseImageDigest {
   /** Reference as resolved from the Dockerfile (build args substituted). */
@@ -24,11 +24,14 @@ export interface BaseImageDigest {
 
 export interface InputDigestParts {
   scan: ContextScan;
+  /** Only the args the Dockerfile declares (ARG) count: the builder ignores the others. */
   buildArgs?: Record<string, string>;
   labels?: Record<string, string>;
   target?: string;
   platform?: string;
   bases: BaseImageDigest[];
+  /** contextFileLines(scan), when already computed (to hash files while the bases are looked up). */
+  fileLines?: string[];
 }
 
 async function hashFile(file: string): Promise<string> {
@@ -37,8 +40,8 @@ async function hashFile(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Hash the context's files, a few at a time (I/O bound), in the scan's stable order. */
-async function fileHashes(scan: ContextScan): Promise<string[]> {
+/** Hash the context's files, a few at a time (I/O bound), in the scan's stable order: one line per entry. */
+export async function contextFileLines(scan: ContextScan): Promise<string[]> {
   const out = new Array<string>(scan.entries.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -55,18 +58,29 @@ async function fileHashes(scan: ContextScan): Promise<string[]> {
   return out;
 }
 
+/**
+ * The build args that can reach the image: those an ARG instruction declares (in any stage). The
+ * builder ignores the rest (it only warns), and so does the digest, so one pipeline-wide arg
+ * rebuilds only the images that use it. Undeclared proxy args are excluded from the builder's
+ * cache too.
+ */
+export function declaredBuildArgs(dockerfile: Buffer | string, buildArgs: Record<string, string> = {}): Record<string, string> {
+  const declared = new Set(argDeclarations(parseDockerfile(typeof dockerfile === 'string' ? dockerfile : dockerfile.toString('utf8'))).map((d) => d.name));
+  return Object.fromEntries(Object.entries(buildArgs).filter(([name]) => declared.has(name)));
+}
+
 function sortedObject(map: Record<string, string> | undefined): Array<[string, string]> {
   return Object.entries(map ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 export async function computeInputDigest(parts: InputDigestParts): Promise<string> {
   const hash = createHash('sha256');
-  const files = await fileHashes(parts.scan);
+  const files = parts.fileLines ?? (await contextFileLines(parts.scan));
   const document = {
     format: DIGEST_FORMAT,
     dockerfile: createHash('sha256').update(parts.scan.dockerfile).digest('hex'),
     dockerfileName: parts.scan.dockerfileOutside ? '(outside)' : parts.scan.dockerfileName,
-    buildArgs: sortedObject(parts.buildArgs),
+    buildArgs: sortedObject(declaredBuildArgs(parts.scan.dockerfile, parts.buildArgs)),
     labels: sortedObject(parts.labels),
     target: parts.target ?? null,
     platform: parts.platform ?? null,

@@ -132,6 +132,7 @@ async function registerApi(options: Normalized, entry: RegisteredImage, controls
     validateCerts: options.validateCerts ?? true,
     timeoutSeconds: options.timeoutSeconds ?? 30,
     retries: options.retries ?? 3,
+    retry: options.retry,
     signal: controls.signal,
     onEvent: controls.onEvent,
   });

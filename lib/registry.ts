@@ -10,6 +10,7 @@ import got, { RequestError, parseLinkHeader, type Got, type Method, type Respons
 import { ThinkubeImageError, ValidationError, type ErrorCode } from './errors.js';
 import type { RegistryCredentials } from './docker-config.js';
 import { isLoopbackRegistry, isValidDigest, isValidRegistry, isValidRepository, isValidTag } from './reference.js';
+import { RetryBudget, parseRetryAfter, type RetryListener, type RetryOptions } from './retry.js';
 
 export type { RegistryCredentials } from './docker-config.js';
 
@@ -24,8 +25,9 @@ export const MEDIA_TYPES = {
 const MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
 
 /**
- * When got retries. The single place for retry policy: every request goes through it, and only
- * `methods` are ever retried (a PUT is not, unless listed here).
+ * When a request is retried. The single place for retry policy: every request goes through it, and
+ * only `methods` are ever retried (a PUT is not, unless listed here), except that a 429 (the
+ * registry did not process the request) is retried whatever the method.
  */
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -38,6 +40,10 @@ export interface RetryPolicy {
   maxRetryAfterMs: number;
   /** Upper bound of the exponential back-off between attempts. */
   backoffLimitMs: number;
+  /** First back-off wait, doubled for each further retry (plus up to 25% jitter). */
+  initialDelayMs: number;
+  /** No retry starts when the time since the first attempt plus the wait would exceed this. */
+  maxTotalMs: number;
 }
 
 export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({
@@ -47,7 +53,23 @@ export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({
   errorCodes: ['ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'],
   maxRetryAfterMs: 60_000,
   backoffLimitMs: 10_000,
+  initialDelayMs: 1000,
+  maxTotalMs: 300_000,
 });
+
+/** The schema's `retry` option (seconds) as overrides of DEFAULT_RETRY. */
+export function registryRetryPolicy(options: RetryOptions | undefined): Partial<RetryPolicy> {
+  const policy: Partial<RetryPolicy> = {};
+  if (!options) return policy;
+  if (options.limit !== undefined) policy.limit = options.limit;
+  if (options.maxTotalSeconds !== undefined) policy.maxTotalMs = options.maxTotalSeconds * 1000;
+  if (options.initialDelaySeconds !== undefined) policy.initialDelayMs = options.initialDelaySeconds * 1000;
+  if (options.maxDelaySeconds !== undefined) {
+    policy.backoffLimitMs = options.maxDelaySeconds * 1000;
+    policy.maxRetryAfterMs = options.maxDelaySeconds * 1000;
+  }
+  return policy;
+}
 
 export interface RegistryClientOptions {
   /** host[:port] of the registry, e.g. harbor.example.com or localhost:5000. 'docker.io' means Docker Hub. */
@@ -64,6 +86,10 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Overrides of DEFAULT_RETRY. */
   retry?: Partial<RetryPolicy>;
+  /** Told about every retry before its wait (a `retry` progress event). */
+  onRetry?: RetryListener;
+  /** Cancels requests and waits between retries. */
+  signal?: AbortSignal;
 }
 
 export interface ManifestInfo {
@@ -226,6 +252,8 @@ export class RegistryClient {
   private readonly plainHttp: boolean;
   private readonly http: Got;
   private readonly retryPolicy: RetryPolicy;
+  private readonly onRetry: RetryListener | undefined;
+  private readonly signal: AbortSignal | undefined;
   /** Learned from the last 401; used up front on later requests to skip the anonymous round trip. */
   private challenge: AuthChallenge | undefined;
   private readonly tokens = new Map<string, Promise<CachedToken>>();
@@ -256,6 +284,8 @@ export class RegistryClient {
       }
     }
     this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
+    this.onRetry = options.onRetry;
+    this.signal = options.signal;
     this.http = got.extend({
       throwHttpErrors: false,
       responseType: 'buffer',
@@ -263,14 +293,8 @@ export class RegistryClient {
       decompress: false,
       followRedirect: true,
       timeout: { request: timeoutMs },
-      retry: {
-        limit: this.retryPolicy.limit,
-        methods: this.retryPolicy.methods,
-        statusCodes: this.retryPolicy.statusCodes,
-        errorCodes: this.retryPolicy.errorCodes,
-        maxRetryAfter: this.retryPolicy.maxRetryAfterMs,
-        backoffLimit: this.retryPolicy.backoffLimitMs,
-      },
+      // Retries are ours (request()): bounded in total time, and every one is reported.
+      retry: { limit: 0 },
       headers: { 'user-agent': options.userAgent ?? 'thinkube-custom-images' },
       https: { rejectUnauthorized: options.validateCerts !== false, ...(certificateAuthority ? { certificateAuthority } : {}) },
     });
@@ -512,12 +536,42 @@ export class RegistryClient {
     return chosen;
   }
 
-  /** One HTTP exchange through got (with its retry policy); network failures become typed errors. */
+  /**
+   * One HTTP exchange, retried under the policy (idempotent methods on network errors and the
+   * listed statuses; any method on 429); network failures become typed errors.
+   */
   private async request(method: Method, url: string, headers: Record<string, string>, body?: Buffer, form?: Record<string, string>): Promise<Response<Buffer>> {
+    const policy = this.retryPolicy;
+    const budget = new RetryBudget(
+      `${method} ${url}`,
+      { limit: policy.limit, maxTotalMs: policy.maxTotalMs, initialDelayMs: policy.initialDelayMs, maxDelayMs: policy.backoffLimitMs, maxRetryAfterMs: policy.maxRetryAfterMs },
+      { onRetry: this.onRetry, signal: this.signal },
+    );
+    const idempotent = policy.methods.includes(method);
+    for (;;) {
+      let response: Response<Buffer>;
+      try {
+        response = await this.http(url, { method, headers, responseType: 'buffer', ...(body ? { body } : {}), ...(form ? { form } : {}), ...(this.signal ? { signal: this.signal } : {}) });
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (!this.signal?.aborted && idempotent && typeof code === 'string' && policy.errorCodes.includes(code) && (await this.pause(budget, code))) continue;
+        throw this.networkFailure(error, method, url, budget.retries);
+      }
+      const status = response.statusCode;
+      if ((idempotent || status === 429) && policy.statusCodes.includes(status)) {
+        const retryAfter = parseRetryAfter(headerValue(response, 'retry-after'));
+        if (await this.pause(budget, `HTTP ${status}`, retryAfter)) continue;
+      }
+      return response;
+    }
+  }
+
+  /** Wait for the next retry (false: none left); a cancelled wait becomes ERR_ABORTED. */
+  private async pause(budget: RetryBudget, reason: string, retryAfterMs?: number): Promise<boolean> {
     try {
-      return await this.http(url, { method, headers, responseType: 'buffer', ...(body ? { body } : {}), ...(form ? { form } : {}) });
-    } catch (error) {
-      throw this.networkFailure(error, method, url);
+      return await budget.wait(reason, retryAfterMs);
+    } catch {
+      throw this.failure('ERR_ABORTED', `Request to registry ${this.registry} cancelled while waiting to retry ${budget.operation}`, 'Run it again', {});
     }
   }
 
@@ -634,15 +688,18 @@ export class RegistryClient {
     );
   }
 
-  private networkFailure(error: unknown, method: string, url: string): ThinkubeImageError {
+  private networkFailure(error: unknown, method: string, url: string, retries = 0): ThinkubeImageError {
     const code = (error as { code?: unknown } | null)?.code;
     const codeText = typeof code === 'string' ? code : undefined;
     const text = error instanceof Error ? error.message : String(error);
     // A bare cause: got's errors carry the request options, headers (credentials) included.
     const cause = Object.assign(new Error(text), codeText ? { code: codeText } : {});
-    const details = { method, url, errorCode: codeText };
+    const details = { method, url, errorCode: codeText, ...(retries ? { retries } : {}) };
+    if (this.signal?.aborted) {
+      return this.failure('ERR_ABORTED', `Request ${method} ${url} to registry ${this.registry} was cancelled`, 'Run it again', details, cause);
+    }
     if (error instanceof RequestError && error.name === 'TimeoutError') {
-      return this.failure('ERR_TIMEOUT', `Registry ${this.registry} did not answer ${method} ${url} within ${this.timeoutMs} ms`, 'Check that the registry is healthy and reachable, or raise timeoutMs', details, cause);
+      return this.failure('ERR_TIMEOUT', `Registry ${this.registry} did not answer ${method} ${url} within ${this.timeoutMs} ms${retries ? ` (${retries + 1} attempts)` : ''}`, 'Check that the registry is healthy and reachable, or raise the timeout (registryTls.timeoutSeconds)', details, cause);
     }
     if (codeText && CERT_ERROR.test(codeText)) {
       return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: its TLS certificate is not trusted (${codeText}: ${text})`, 'Pass caFile with the PEM of the CA that signed the registry\'s certificate, or set validateCerts false for a test registry', details, cause);
@@ -650,7 +707,8 @@ export class RegistryClient {
     if (codeText === 'EPROTO' || codeText === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(text)) {
       return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: TLS handshake failed (${text})`, 'The registry may speak plain HTTP: set plainHttp, or check the port', details, cause);
     }
-    return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url} (${codeText ?? text})`, 'Check the registry address and port, that it is running, and the network, proxy and TLS settings between here and it', details, cause);
+    const after = retries ? `, after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : '';
+    return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url} (${codeText ?? text}${after})`, 'Check the registry address and port, that it is running, and the network, proxy and TLS settings between here and it', details, cause);
   }
 
   private failure(code: ErrorCode, message: string, hint: string, details: Record<string, unknown>, cause?: Error): ThinkubeImageError {

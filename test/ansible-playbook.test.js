@@ -119,8 +119,7 @@ t.test('second playbook run reports no changes', async (t) => {
   t.teardown(() => control.close());
   const prefix = uniqueName('pbidem');
   const dir = imagesDir(prefix);
-  // control.url already ends in /api (registerImage's controlUrl).
-  const vars = { ...baseVars(control, dir), thinkube_control_url: control.url };
+  const vars = baseVars(control, dir);
   const first = await runPlaybook({ extraVars: vars });
   t.equal(first.code, 0, `first run succeeds:\n${first.output.slice(-3000)}`);
   t.ok(recap(first.output)?.changed > 0, 'the first run changed something (it built, pushed and registered)');

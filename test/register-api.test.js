@@ -206,7 +206,8 @@ t.test('503 twice, then success: registered exactly once', async (t) => {
   t.equal(successfulPosts(control).length, 1, 'exactly one successful POST');
   t.equal(control.requests.filter((r) => r.status === 503).length, 2);
   t.equal(events.filter((e) => e.type === 'retry').length, 2);
-  t.ok(events.filter((e) => e.type === 'retry').every((e, i) => e.delayMs === 500 * 2 ** i), 'exponential backoff');
+  // Exponential from 0.5 s, plus up to 25% jitter (never shorter than the backoff).
+  t.ok(events.filter((e) => e.type === 'retry').every((e, i) => e.delayMs >= 500 * 2 ** i && e.delayMs <= 625 * 2 ** i), 'exponential backoff with jitter');
 });
 
 t.test('a POST failing with 503 is retried only after a GET shows it was not stored', async (t) => {

@@ -25,7 +25,7 @@ async function imageIdOf(engine: Engine, reference: string): Promise<string | un
 
 export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
   const options = validate<BuildOptions>('build-options.schema.json', raw, { naming: context.naming, what: 'build options' });
-  const scan = await scanContext(path.resolve(options.context), { dockerfile: options.dockerfile });
+  const scan = await scanContext(path.resolve(options.context), { dockerfile: options.dockerfile, maxBytes: options.maxContextBytes });
   const engine = connectEngine(options.engine);
   const first = options.tags[0] as string;
   const summary = `${scan.fileCount} files, ${scan.totalBytes} bytes`;

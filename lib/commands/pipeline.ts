@@ -15,9 +15,14 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     ? [`would build ${count('planned')} image(s) in order ${result.order.join(', ')}`]
     : [`${count('done')} done`, ...(failedNames.length ? [`failed: ${failedNames.join(', ')}`] : []), ...(skippedNames.length ? [`skipped: ${skippedNames.join(', ')}`] : [])];
   const firstFailure = result.images.find((i) => i.status === 'failed');
+  // What was done and what was not, also when the run was interrupted.
+  const names = (wanted: (i: (typeof result.images)[number]) => boolean): string[] => result.images.filter(wanted).map((i) => i.name);
   return {
     changed: result.changed,
     failed: result.failed,
+    done: names((i) => i.status === 'done'),
+    failedImages: names((i) => i.status === 'failed'),
+    notStarted: names((i) => i.status === 'skipped' || (i.status === 'planned' && !context.checkMode)),
     msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}`,
     images: result.images,
     order: result.order,

@@ -7,7 +7,8 @@ import type { CommandContext, CommandOutcome } from '../command.js';
 export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
   const options = validate<RegisterOptions>('register-options.schema.json', raw, { naming: context.naming, what: 'register options' });
   if (context.checkMode) options.dryRun = true;
-  const result = await registerImage(options, { signal: context.controls.signal });
+  // Retries are reported (a warning in the result) like those of the other commands.
+  const result = await registerImage(options, { signal: context.controls.signal, onEvent: (event) => (event.type === 'retry' ? context.controls.onEvent?.(event) : undefined) });
   for (const warning of result.warnings) context.warn(warning);
   const verb = result.dryRun ? 'Would register' : 'Registered';
   const outcomeText = result.outcome === 'endpoint-unavailable' ? 'endpoint not available' : result.outcome;
