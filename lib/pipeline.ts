@@ -66,6 +66,26 @@ export function errorSummary(error: unknown): PipelineImageResult['error'] {
   return { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }
 
+/**
+ * Marks an image skipped, with the reason, when an image it builds on was not built or the run was
+ * cancelled before it started. Shared by the sequential and the scheduled pipeline.
+ */
+export function skipBeforeStart(result: PipelineImageResult, results: Map<string, PipelineImageResult>, controls: OperationControls): boolean {
+  const blocked = result.dependsOn.filter((d) => results.get(d)?.status === 'failed' || results.get(d)?.status === 'skipped');
+  if (blocked.length > 0) {
+    result.status = 'skipped';
+    result.reason = `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built`;
+    emit(controls, { type: 'warning', message: `${result.name} skipped: ${result.reason}` });
+    return true;
+  }
+  if (controls.signal?.aborted) {
+    result.status = 'skipped';
+    result.reason = 'cancelled before it started';
+    return true;
+  }
+  return false;
+}
+
 export async function runPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
   const valid = validate<PipelineOptions>('pipeline-options.schema.json', options, { what: 'pipeline options' });
   return runValidatedPipeline(valid, controls);
@@ -103,18 +123,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     const dependsOn = image.dependsOn.filter((d) => selected.has(d));
     const result: PipelineImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
     results.set(image.name, result);
-    const blocked = dependsOn.filter((d) => results.get(d)?.status === 'failed' || results.get(d)?.status === 'skipped');
-    if (blocked.length > 0) {
-      result.status = 'skipped';
-      result.reason = `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built`;
-      emit(controls, { type: 'warning', message: `${image.name} skipped: ${result.reason}` });
-      continue;
-    }
-    if (controls.signal?.aborted) {
-      result.status = 'skipped';
-      result.reason = 'cancelled before it started';
-      continue;
-    }
+    if (skipBeforeStart(result, results, controls)) continue;
     if (controls.checkMode) {
       result.status = 'planned';
       try {

@@ -12,7 +12,7 @@ import { lockImage } from './image-lock.js';
 import { buildIfChanged, planBuild } from './incremental.js';
 import { baseImageReferences } from './input-digest.js';
 import { buildMultiArch, planMultiArch, type MultiArchBuild } from './multiarch.js';
-import { buildOptions, errorSummary, gitRevisionTag, imageTags, registerOne, type PipelineControls, type PipelineImageResult, type PipelineResult } from './pipeline.js';
+import { buildOptions, errorSummary, gitRevisionTag, imageTags, registerOne, skipBeforeStart, type PipelineControls, type PipelineImageResult, type PipelineResult } from './pipeline.js';
 import { emit } from './progress.js';
 import { runPush } from './push.js';
 import type { PipelineOptions } from './generated/types.js';
@@ -230,18 +230,7 @@ export async function runScheduledPipeline(input: ScheduledPipelineInput, contro
     const dependsOn = image.dependsOn.filter((d) => selected.has(d));
     const result: ScheduledImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
     results.set(image.name, result);
-    const blocked = dependsOn.filter((d) => results.get(d)?.status === 'failed' || results.get(d)?.status === 'skipped');
-    if (blocked.length > 0) {
-      result.status = 'skipped';
-      result.reason = `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built`;
-      emit(controls, { type: 'warning', message: `${image.name} skipped: ${result.reason}` });
-      return;
-    }
-    if (controls.signal?.aborted) {
-      result.status = 'skipped';
-      result.reason = 'cancelled before it started';
-      return;
-    }
+    if (skipBeforeStart(result, results as Map<string, PipelineImageResult>, controls)) return;
     const platforms = platformsOf(image);
     const build = buildOptions(image, tags, buildArgs, options);
     const multi: MultiArchBuild | undefined = platforms ? { ...build, platforms, retry: options.retry } : undefined;

@@ -1,6 +1,7 @@
 // registerImage target api against a stateful stand-in of thinkube-control that follows the
 // contract (schemas/control-api.schema.json) and FastAPI's conventions.
 import t from 'tap';
+import { rejection } from './helpers/assert.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -42,14 +43,6 @@ async function standin(t, opts) {
 const writes = (control) => control.requests.filter((r) => r.method === 'POST' || r.method === 'PUT');
 const successfulPosts = (control) => control.requests.filter((r) => r.method === 'POST' && r.status === 201);
 
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('create, unchanged re-run, update, keyed by name', async (t) => {
   const control = await standin(t);

@@ -1,6 +1,7 @@
 // registerImage target catalog (the embedded default): a local JSON file, safe against concurrent
 // writers in separate processes.
 import t from 'tap';
+import { rejection } from './helpers/assert.js';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -27,14 +28,6 @@ function tmp(t) {
   return dir;
 }
 
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('create, unchanged, update; readCatalog returns the entries', async (t) => {
   const file = path.join(tmp(t), 'nested', 'catalog.json');

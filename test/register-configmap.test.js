@@ -1,6 +1,7 @@
 // registerImage target configmap: the ConfigMap that thinkube-control's image discovery reads
 // (labels thinkube.io/image-manifest and thinkube.io/category, data["manifest.json"]).
 import t from 'tap';
+import { rejection } from './helpers/assert.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -41,14 +42,6 @@ function load(file) {
   return { cm, manifest: JSON.parse(cm.data['manifest.json']) };
 }
 
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 // The fields thinkube-control's discovery reads from each manifest entry (reference: thinkube.md).
 const REFERENCE_FIELDS = ['name', 'registry', 'repository', 'tag', 'source_url', 'destination_url', 'description', 'category', 'source', 'protected', 'mirror_date', 'metadata'];

@@ -4,7 +4,7 @@
  * nothing and report changed=false.
  */
 import path from 'node:path';
-import { runBuild } from '../build.js';
+import { runBuild, type BuildResult } from '../build.js';
 import { connectEngine, withEngineTimeout, type Engine } from '../engine.js';
 import { scanContext } from '../context.js';
 import { buildIfChanged, planBuild } from '../incremental.js';
@@ -21,6 +21,20 @@ async function imageIdOf(engine: Engine, reference: string): Promise<string | un
       throw error;
     }
   });
+}
+
+/** Return values of a build that ran (documented in thinkube_image_build.yml RETURN). */
+function builtFields(result: BuildResult): Record<string, unknown> {
+  return {
+    imageId: result.imageId,
+    tags: result.tags,
+    createdAt: result.labels['org.opencontainers.image.created'],
+    duration: result.durationMs / 1000,
+    steps: result.steps,
+    labels: result.labels,
+    context: result.context,
+    stdoutLines: result.logTail,
+  };
 }
 
 export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
@@ -68,16 +82,9 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
       skipped: false,
       msg: `Built ${first} (${result.imageId.slice(7, 19)}) in ${(result.durationMs / 1000).toFixed(1)}s: ${result.reason}`,
       reason: result.reason,
-      imageId: result.imageId,
-      tags: result.tags,
       inputDigest: result.inputDigest,
       inputTag: result.inputTag,
-      createdAt: result.labels['org.opencontainers.image.created'],
-      duration: result.durationMs / 1000,
-      steps: result.steps,
-      labels: result.labels,
-      context: result.context,
-      stdoutLines: result.logTail,
+      ...builtFields(result),
     };
   }
 
@@ -97,14 +104,7 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
   return {
     changed,
     msg: `Built ${first} (${result.imageId.slice(7, 19)}) in ${(result.durationMs / 1000).toFixed(1)}s${changed ? '' : ', unchanged'}`,
-    imageId: result.imageId,
     previousImageId: previous,
-    tags: result.tags,
-    createdAt: result.labels['org.opencontainers.image.created'],
-    duration: result.durationMs / 1000,
-    steps: result.steps,
-    labels: result.labels,
-    context: result.context,
-    stdoutLines: result.logTail,
+    ...builtFields(result),
   };
 }
