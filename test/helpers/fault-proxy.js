@@ -151,6 +151,8 @@ export async function startFaultProxy({ target, mode = 'tcp', port = 0 } = {}) {
       } else res.destroy();
     });
     req.on('data', (chunk) => {
+      // Chunks already buffered can still arrive after the cut: it counts once.
+      if (entry.cut) return;
       sent += chunk.length;
       stats.bytesUp += chunk.length;
       if (rule?.cutAfterBytes !== undefined && sent >= rule.cutAfterBytes) {
