@@ -11,8 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { runPipeline } from '../dist/lib/pipeline.js';
-import { connectEngine } from '../dist/lib/engine.js';
+import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
+import { connectEngine } from '../dist/lib/engine/engine.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -181,7 +181,7 @@ function contextDir({ bytes, files }) {
 /** buildImage in a child process: its own wall time for the call and the process's peak RSS. */
 async function buildInChild(dir, tag) {
   const script = `
-    import { buildImage } from ${JSON.stringify(path.join(root, 'dist/lib/build.js'))};
+    import { buildImage } from ${JSON.stringify(path.join(root, 'dist/lib/build/build.js'))};
     const started = performance.now();
     await buildImage({ context: ${JSON.stringify(dir)}, tags: [${JSON.stringify(tag)}], noCache: true, engine: { host: ${JSON.stringify(env.dockerHost)} } });
     const elapsed = performance.now() - started;

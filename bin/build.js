@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_build) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'build',
@@ -12,5 +12,5 @@ await runCommand({
   examples: [
     'node bin/build.js images/jupyter-ml-cpu --tag harbor.example.com/library/jupyter-ml-cpu:latest --build-arg HARBOR_REGISTRY=harbor.example.com',
   ],
-  load: () => import('../dist/lib/commands/build.js'),
+  load: () => import('../dist/lib/adapters/commands/build.js'),
 });

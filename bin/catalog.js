@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_catalog) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'catalog',
@@ -10,5 +10,5 @@ await runCommand({
   summary: 'List the images of an images folder in build order (dependencies first), with the tags, context and metadata each needs; fails when the folder has errors.',
   positional: 'imagesDir',
   examples: ['node bin/catalog.js images --registry harbor.example.com'],
-  load: () => import('../dist/lib/commands/catalog.js'),
+  load: () => import('../dist/lib/adapters/commands/catalog.js'),
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_index) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'index',
@@ -11,5 +11,5 @@ await runCommand({
   examples: [
     'node bin/index.js --tag harbor.example.com/library/jupyter-ml-cpu:latest --manifest sha256:<amd64 digest> --manifest sha256:<arm64 digest> --platform linux/amd64 --platform linux/arm64',
   ],
-  load: () => import('../dist/lib/commands/index.js'),
+  load: () => import('../dist/lib/adapters/commands/index.js'),
 });

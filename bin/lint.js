@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // @ts-check
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'lint',
@@ -8,5 +8,5 @@ await runCommand({
   summary: 'Check an images folder (default: images/ of this package) before a long build: pins, ARG HARBOR_REGISTRY, COPY sources, metadata, one default image, dependency graph. Problems go to stderr as file:line: message; fix hint.',
   positional: 'imagesDir',
   examples: ['node bin/lint.js', 'node bin/lint.js images --registry harbor.example.com'],
-  load: () => import('../dist/lib/commands/lint.js'),
+  load: () => import('../dist/lib/adapters/commands/lint.js'),
 });

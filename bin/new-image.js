@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // @ts-check
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'new-image',
@@ -8,5 +8,5 @@ await runCommand({
   summary: 'Create images/NAME with a Dockerfile (ARG HARBOR_REGISTRY + FROM), a pinned requirements.txt, image.yaml and .dockerignore that pass the checks. Refuses an invalid name or an existing folder.',
   positional: 'name',
   examples: ['node bin/new-image.js data-tools', 'node bin/new-image.js agents-extra --from jupyter-ml-cpu', 'node bin/new-image.js tiny --from library/busybox:1.35 --no-python'],
-  load: () => import('../dist/lib/commands/new-image.js'),
+  load: () => import('../dist/lib/adapters/commands/new-image.js'),
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_pipeline) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'pipeline',
@@ -13,5 +13,5 @@ await runCommand({
     'node bin/pipeline.js images --registry harbor.example.com --auth-username admin --auth-password-env HARBOR_PASSWORD',
     'node bin/pipeline.js images --registry harbor.example.com --image jupyter-ml-cpu --registration-target api --registration-control-url https://control.example.com/api --registration-token-env THINKUBE_CONTROL_TOKEN',
   ],
-  load: () => import('../dist/lib/commands/pipeline.js'),
+  load: () => import('../dist/lib/adapters/commands/pipeline.js'),
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_preflight) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'preflight',
@@ -13,5 +13,5 @@ await runCommand({
     'node bin/preflight.js --registry harbor.example.com --auth-username \'robot$thinkube\' --auth-password-env HARBOR_ROBOT_SECRET --images-dir images',
     'node bin/preflight.js --registry harbor.example.com --project thinkube --create-project --only registry --only harbor-project',
   ],
-  load: () => import('../dist/lib/commands/preflight.js'),
+  load: () => import('../dist/lib/adapters/commands/preflight.js'),
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_push) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'push',
@@ -11,5 +11,5 @@ await runCommand({
   examples: [
     'node bin/push.js --tag harbor.example.com/library/jupyter-ml-cpu:latest --auth-username admin --auth-password-env HARBOR_PASSWORD',
   ],
-  load: () => import('../dist/lib/commands/push.js'),
+  load: () => import('../dist/lib/adapters/commands/push.js'),
 });

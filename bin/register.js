@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // @ts-check
 // WANT_JSON: as an Ansible module (thinkube_image_register) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/command.js';
+import { runCommand } from '../dist/lib/adapters/command.js';
 
 await runCommand({
   name: 'register',
@@ -11,5 +11,5 @@ await runCommand({
   examples: [
     'node bin/register.js --target api --control-url https://control.example.com/api --token-env THINKUBE_CONTROL_TOKEN --args-file registration.json',
   ],
-  load: () => import('../dist/lib/commands/register.js'),
+  load: () => import('../dist/lib/adapters/commands/register.js'),
 });

@@ -6,7 +6,7 @@ import { readFile, writeFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
-import { moduleOptionsDoc } from '../dist/lib/module-docs.js';
+import { moduleOptionsDoc } from '../dist/lib/adapters/module-docs.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');

@@ -9,12 +9,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { testEnv, uniqueName, repoRoot } from './helpers/env.js';
 import { runPlaybook, recap } from './helpers/ansible.js';
-import { RegistryClient } from '../dist/lib/registry.js';
-import { connectEngine } from '../dist/lib/engine.js';
-import { pullImage } from '../dist/lib/engines.js';
-import { runPush } from '../dist/lib/push.js';
-import { assembleImageIndex } from '../dist/lib/multiarch.js';
-import { runPipeline } from '../dist/lib/pipeline.js';
+import { RegistryClient } from '../dist/lib/registry/client.js';
+import { connectEngine } from '../dist/lib/engine/engine.js';
+import { pullImage } from '../dist/lib/engine/pool.js';
+import { runPush } from '../dist/lib/publish/push.js';
+import { assembleImageIndex } from '../dist/lib/build/multiarch.js';
+import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 
 const run = promisify(execFile);
 const env = testEnv();

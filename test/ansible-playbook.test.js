@@ -7,7 +7,7 @@ import path from 'node:path';
 import { testEnv, uniqueName } from './helpers/env.js';
 import { runPlaybook, recap } from './helpers/ansible.js';
 import { startControlStandin } from './helpers/control-standin.js';
-import { RegistryClient } from '../dist/lib/registry.js';
+import { RegistryClient } from '../dist/lib/registry/client.js';
 
 const env = testEnv();
 

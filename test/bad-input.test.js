@@ -12,11 +12,11 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './helpers/env.js';
-import { schemaDocuments } from '../dist/lib/generated/schemas.js';
-import { deref } from '../dist/lib/option-spec.js';
-import { ansibleOptions } from '../dist/lib/ansible.js';
-import { validate } from '../dist/lib/schema.js';
-import { ValidationError } from '../dist/lib/errors.js';
+import { schemaDocuments } from '../dist/lib/options/generated/schemas.js';
+import { deref } from '../dist/lib/options/option-spec.js';
+import { ansibleOptions } from '../dist/lib/adapters/ansible.js';
+import { validate } from '../dist/lib/options/schema.js';
+import { ValidationError } from '../dist/lib/core/errors.js';
 
 const HUGE = 'a'.repeat(1024 * 1024);
 const work = mkdtempSync(path.join(os.tmpdir(), 'tk-bad-input-'));

@@ -4,8 +4,8 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildImage } from '../dist/lib/build.js';
-import { BuildError, ThinkubeImageError } from '../dist/lib/errors.js';
+import { buildImage } from '../dist/lib/build/build.js';
+import { BuildError, ThinkubeImageError } from '../dist/lib/core/errors.js';
 import { dockerFor, fixturesDir, inspectImage, readFromImage, existsInImage, removeImages, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 
 const env = testEnv();

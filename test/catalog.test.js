@@ -2,8 +2,8 @@
 import path from 'node:path';
 import t from 'tap';
 import { repoRoot } from './helpers/env.js';
-import { parseDockerfile, stages, resolveFrom, expandVariables, copySources, globalArgs, shellWords } from '../dist/lib/dockerfile.js';
-import { loadCatalog, order, dependants, ancestors, findCycles } from '../dist/lib/catalog.js';
+import { parseDockerfile, stages, resolveFrom, expandVariables, copySources, globalArgs, shellWords } from '../dist/lib/source/dockerfile.js';
+import { loadCatalog, order, dependants, ancestors, findCycles } from '../dist/lib/source/catalog.js';
 
 const imagesDir = path.join(repoRoot, 'images');
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'catalog');

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildImage } from '../dist/lib/build.js';
+import { buildImage } from '../dist/lib/build/build.js';
 import { dockerFor, fixturesDir, inspectImage, registryDigest, removeImages, repoRoot, runNode, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 
 const env = testEnv();

@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { buildImage } from '../dist/lib/build.js';
-import { packContext, scanContext } from '../dist/lib/context.js';
-import { ThinkubeImageError } from '../dist/lib/errors.js';
+import { buildImage } from '../dist/lib/build/build.js';
+import { packContext, scanContext } from '../dist/lib/source/context.js';
+import { ThinkubeImageError } from '../dist/lib/core/errors.js';
 import { dockerCli, dockerFor, readFromImage, removeImages, repoRoot, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 
 const env = testEnv();
@@ -215,7 +215,7 @@ t.test('unreadable files and folders are refused, naming them', async (t) => {
   const dir = writeTree(tempDir(t), { Dockerfile: 'FROM scratch\n', 'ok.txt': '', 'locked.txt': 'x', 'closed/inner.txt': '' });
   chmodSync(path.join(dir, 'locked.txt'), 0o000);
   const script = `
-    import { scanContext } from ${JSON.stringify(path.join(repoRoot, 'dist/lib/context.js'))};
+    import { scanContext } from ${JSON.stringify(path.join(repoRoot, 'dist/lib/source/context.js'))};
     try { const s = await scanContext(process.argv[1]); console.log(JSON.stringify({ ok: s.entries.map((e) => e.path) })); }
     catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
   const scanWithoutPrivileges = async () => {

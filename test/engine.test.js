@@ -3,10 +3,10 @@
 import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { buildImage } from '../dist/lib/build.js';
-import { pushImage } from '../dist/lib/push.js';
-import { BuildError, ValidationError } from '../dist/lib/errors.js';
-import { DEFAULT_ENGINE_HOST, checkEngine, connectEngine, resolveEngineAddress } from '../dist/lib/engine.js';
+import { buildImage } from '../dist/lib/build/build.js';
+import { pushImage } from '../dist/lib/publish/push.js';
+import { BuildError, ValidationError } from '../dist/lib/core/errors.js';
+import { DEFAULT_ENGINE_HOST, checkEngine, connectEngine, resolveEngineAddress } from '../dist/lib/engine/engine.js';
 import { dockerFor, inspectImage, removeImages, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 
 const env = testEnv();

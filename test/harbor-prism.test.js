@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { repoRoot } from './helpers/env.js';
-import { HarborClient } from '../dist/lib/harbor.js';
+import { HarborClient } from '../dist/lib/harbor/client.js';
 
 const swagger = path.resolve(repoRoot, '..', 'shared', 'reference', 'harbor-v2.0-swagger.yaml');
 const prismBin = path.join(repoRoot, 'node_modules', '.bin', 'prism');

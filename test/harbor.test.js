@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
-import { HarborClient, encodeRepositoryName, ACCEPT_VULNERABILITIES } from '../dist/lib/harbor.js';
+import { HarborClient, encodeRepositoryName, ACCEPT_VULNERABILITIES } from '../dist/lib/harbor/client.js';
 import {
   scanGate,
   scanGateError,
@@ -14,7 +14,7 @@ import {
   describeQuota,
   quotaExceededError,
   formatBytes,
-} from '../dist/lib/scan-gate.js';
+} from '../dist/lib/harbor/scan-gate.js';
 import { startHarborStandin, fakeDigest, GiB, MiB } from './helpers/harbor-standin.js';
 
 const ADMIN = { username: 'admin', password: 'Harbor12345' };

@@ -6,10 +6,10 @@ import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, ut
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runPipeline } from '../dist/lib/pipeline.js';
-import { buildImage } from '../dist/lib/build.js';
-import { pushImage } from '../dist/lib/push.js';
-import { RegistryClient } from '../dist/lib/registry.js';
+import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
+import { buildImage } from '../dist/lib/build/build.js';
+import { pushImage } from '../dist/lib/publish/push.js';
+import { RegistryClient } from '../dist/lib/registry/client.js';
 import { testEnv, uniqueName } from './helpers/env.js';
 
 const env = testEnv();

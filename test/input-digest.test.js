@@ -3,11 +3,11 @@ import t from 'tap';
 import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { scanContext } from '../dist/lib/context.js';
-import { computeInputDigest, declaredBuildArgs, inputTag, baseImageReferences } from '../dist/lib/input-digest.js';
-import { planBuild } from '../dist/lib/incremental.js';
-import { connectEngine } from '../dist/lib/engine.js';
-import { isValidTag } from '../dist/lib/reference.js';
+import { scanContext } from '../dist/lib/source/context.js';
+import { computeInputDigest, declaredBuildArgs, inputTag, baseImageReferences } from '../dist/lib/source/input-digest.js';
+import { planBuild } from '../dist/lib/build/incremental.js';
+import { connectEngine } from '../dist/lib/engine/engine.js';
+import { isValidTag } from '../dist/lib/registry/reference.js';
 import { testEnv, uniqueName } from './helpers/env.js';
 
 const BASES = [{ reference: 'localhost:5000/library/busybox:1.35', digest: `sha256:${'a'.repeat(64)}` }];

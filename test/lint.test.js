@@ -7,9 +7,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
-import { lintImages, formatProblem } from '../dist/lib/lint.js';
-import { parseRequirements, checkRequirement, normalizePackageName, compareVersions } from '../dist/lib/requirements.js';
-import { loadCatalog, order } from '../dist/lib/catalog.js';
+import { lintImages, formatProblem } from '../dist/lib/source/lint.js';
+import { parseRequirements, checkRequirement, normalizePackageName, compareVersions } from '../dist/lib/source/requirements.js';
+import { loadCatalog, order } from '../dist/lib/source/catalog.js';
 
 const run = promisify(execFile);
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'catalog');

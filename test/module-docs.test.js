@@ -6,8 +6,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { repoRoot } from './helpers/env.js';
-import { topLevelProperties, deref } from '../dist/lib/option-spec.js';
-import { convertName } from '../dist/lib/schema.js';
+import { topLevelProperties, deref } from '../dist/lib/options/option-spec.js';
+import { convertName } from '../dist/lib/options/schema.js';
 
 const modules = readdirSync(path.join(repoRoot, 'bin'))
   .map((file) => readFileSync(path.join(repoRoot, 'bin', file), 'utf8'))
@@ -50,6 +50,6 @@ for (const { module, schema } of modules) {
 }
 
 t.test('generated files are up to date', async (t) => {
-  t.doesNotThrow(() => execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'gen-schemas.js'), '--check'], { stdio: 'pipe' }), 'lib/generated matches schemas/');
+  t.doesNotThrow(() => execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'gen-schemas.js'), '--check'], { stdio: 'pipe' }), 'lib/options/generated matches schemas/');
   t.doesNotThrow(() => execFileSync(process.execPath, [path.join(repoRoot, 'scripts', 'gen-module-docs.js'), '--check'], { stdio: 'pipe' }), 'sidecar docs match schemas/');
 });

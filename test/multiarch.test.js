@@ -8,11 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { testEnv, uniqueName } from './helpers/env.js';
-import { connectEngine } from '../dist/lib/engine.js';
-import { pullImage } from '../dist/lib/engines.js';
-import { runPush } from '../dist/lib/push.js';
-import { RegistryClient, MEDIA_TYPES } from '../dist/lib/registry.js';
-import { assembleImageIndex, buildMultiArchImage, imageIndexDocument } from '../dist/lib/multiarch.js';
+import { connectEngine } from '../dist/lib/engine/engine.js';
+import { pullImage } from '../dist/lib/engine/pool.js';
+import { runPush } from '../dist/lib/publish/push.js';
+import { RegistryClient, MEDIA_TYPES } from '../dist/lib/registry/client.js';
+import { assembleImageIndex, buildMultiArchImage, imageIndexDocument } from '../dist/lib/build/multiarch.js';
 
 const run = promisify(execFile);
 const env = testEnv();

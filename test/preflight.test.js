@@ -8,7 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { runPreflight, summarizePreflight, PREFLIGHT_CHECKS } from '../dist/lib/preflight.js';
+import { runPreflight, summarizePreflight, PREFLIGHT_CHECKS } from '../dist/lib/pipeline/preflight.js';
 import { repoRoot, testEnv } from './helpers/env.js';
 import { startHarborStandin } from './helpers/harbor-standin.js';
 

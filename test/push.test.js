@@ -3,9 +3,9 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildImage } from '../dist/lib/build.js';
-import { pushImage } from '../dist/lib/push.js';
-import { ThinkubeImageError } from '../dist/lib/errors.js';
+import { buildImage } from '../dist/lib/build/build.js';
+import { pushImage } from '../dist/lib/publish/push.js';
+import { ThinkubeImageError } from '../dist/lib/core/errors.js';
 import { MANIFEST_ACCEPT, dockerFor, registryDigest, removeImages, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 
 const env = testEnv();

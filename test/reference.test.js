@@ -1,7 +1,7 @@
 // Image reference parsing follows the Docker CLI's normalisation (distribution/reference).
 import t from 'tap';
-import { parseReference, withDefaultTag, formatReference, isLoopbackRegistry, isValidTag, registryHost } from '../dist/lib/reference.js';
-import { ThinkubeImageError } from '../dist/lib/errors.js';
+import { parseReference, withDefaultTag, formatReference, isLoopbackRegistry, isValidTag, registryHost } from '../dist/lib/registry/reference.js';
+import { ThinkubeImageError } from '../dist/lib/core/errors.js';
 
 const D = 'sha256:' + 'a'.repeat(64);
 

@@ -8,8 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
-import { registerImage, registrationEntry } from '../dist/lib/register.js';
-import { imagesUrl } from '../dist/lib/control-client.js';
+import { registerImage, registrationEntry } from '../dist/lib/register/register.js';
+import { imagesUrl } from '../dist/lib/register/control-client.js';
 import { startControlStandin } from './helpers/control-standin.js';
 
 delete process.env.THINKUBE_CONTROL_TOKEN; // the tests say exactly which token is used

@@ -7,10 +7,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { registerImage } from '../dist/lib/register.js';
-import { readCatalog, defaultCatalogPath } from '../dist/lib/catalog-file.js';
+import { registerImage } from '../dist/lib/register/register.js';
+import { readCatalog, defaultCatalogPath } from '../dist/lib/register/catalog-file.js';
 
-const distRegister = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/lib/register.js');
+const distRegister = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/lib/register/register.js');
 const digest = (c) => `sha256:${c.repeat(64)}`;
 
 function options(name, catalogPath, over = {}) {

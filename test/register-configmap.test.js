@@ -8,10 +8,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
-import { registerImage } from '../dist/lib/register.js';
-import { mergeManifest, renderConfigMap, manifestEntry, dumpConfigMap } from '../dist/lib/configmap.js';
+import { registerImage } from '../dist/lib/register/register.js';
+import { mergeManifest, renderConfigMap, manifestEntry, dumpConfigMap } from '../dist/lib/register/configmap.js';
 
-const distRegister = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/lib/register.js');
+const distRegister = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist/lib/register/register.js');
 const digest = (c) => `sha256:${c.repeat(64)}`;
 
 // The four Jupyter images of the reference.

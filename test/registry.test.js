@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, statSync, openSync, readSync, closeSync, chmodSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RegistryClient, parseAuthChallenges, sha256Digest, MEDIA_TYPES } from '../dist/lib/registry.js';
-import { loadDockerCredentials, registryAuthHeader } from '../dist/lib/docker-config.js';
+import { RegistryClient, parseAuthChallenges, sha256Digest, MEDIA_TYPES } from '../dist/lib/registry/client.js';
+import { loadDockerCredentials, registryAuthHeader } from '../dist/lib/registry/docker-config.js';
 import { testEnv, uniqueName } from './helpers/env.js';
 
 const env = testEnv();

@@ -2,9 +2,9 @@
 // bounds, Retry-After in both forms, the budget's count and time limits, which push errors are
 // worth another try, and which build arg names look like secrets.
 import t from 'tap';
-import { RetryBudget, backoffDelay, parseRetryAfter, retrySettings } from '../dist/lib/retry.js';
-import { transientPushError } from '../dist/lib/push.js';
-import { buildArgSecrets, looksLikeSecretName } from '../dist/lib/secrets.js';
+import { RetryBudget, backoffDelay, parseRetryAfter, retrySettings } from '../dist/lib/core/retry.js';
+import { transientPushError } from '../dist/lib/publish/push.js';
+import { buildArgSecrets, looksLikeSecretName } from '../dist/lib/core/secrets.js';
 
 t.test('backoff doubles, is capped, and jitters upward by at most 25%', async (t) => {
   const settings = { initialDelayMs: 1000, maxDelayMs: 10_000 };

@@ -10,7 +10,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Ajv } from 'ajv';
-import { schemaDocuments } from '../../dist/lib/generated/schemas.js';
+import { schemaDocuments } from '../../dist/lib/options/generated/schemas.js';
 
 const PREFIX = '/api/v1/images';
 const CONTRACT = schemaDocuments['control-api.schema.json'];

@@ -1,0 +1,45 @@
+/**
+ * The catalog command / thinkube_image_catalog module: what a playbook loops over. Loads an images
+ * folder, refuses it when it has errors, and lists the images in build order with everything the
+ * build, push and register modules need for each.
+ */
+import path from 'node:path';
+import { loadCatalog, order, formatProblem } from '../../source/catalog.js';
+import { ThinkubeImageError } from '../../core/errors.js';
+import { validate } from '../../options/schema.js';
+import type { CatalogCommandOptions } from '../../options/generated/types.js';
+import type { CommandContext, CommandOutcome } from '../command.js';
+
+export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = validate<CatalogCommandOptions>('catalog-options.schema.json', raw, { naming: context.naming, what: 'catalog options' });
+  const project = options.project ?? 'library';
+  const tags = options.tags ?? ['latest'];
+  const catalog = await loadCatalog(path.resolve(options.imagesDir), { registry: options.registry, project });
+  const errors = catalog.problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0) {
+    throw new ThinkubeImageError('ERR_LINT', `${catalog.dir} has ${errors.length} problem(s): ${errors.map(formatProblem).join('; ')}`, {
+      hint: 'Fix them before building (node bin/lint.js runs every check)',
+      details: { problems: errors },
+    });
+  }
+  for (const warning of catalog.problems.filter((p) => p.severity === 'warning')) context.warn(formatProblem(warning));
+  const plan = order(catalog, options.images);
+  const selected = new Set(plan.names);
+  const images = plan.images.map((image) => ({
+    name: image.name,
+    context: image.dir,
+    dockerfile: image.dockerfilePath,
+    repository: `${project}/${image.name}`,
+    tags: options.registry ? tags.map((tag) => `${options.registry}/${project}/${image.name}:${tag}`) : [],
+    dependsOn: image.dependsOn.filter((d) => selected.has(d)),
+    metadata: image.metadata,
+  }));
+  return {
+    changed: false,
+    msg: `${images.length} image(s) in build order: ${plan.names.join(', ')}`,
+    images,
+    order: plan.names,
+    levels: plan.levels,
+    fromRegistry: plan.fromRegistry,
+  };
+}

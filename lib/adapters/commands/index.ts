@@ -1,0 +1,33 @@
+/**
+ * The index command / thinkube_image_index module: join per-platform images that are already in
+ * the registry into one multi-architecture image (OCI image index or Docker manifest list) and put
+ * it under every tag. `changed` only when a tag now points at a different index.
+ */
+import { runAssembleImageIndex } from '../../build/multiarch.js';
+import { validate } from '../../options/schema.js';
+import type { ImageIndexOptions } from '../../options/generated/types.js';
+import type { CommandContext, CommandOutcome } from '../command.js';
+
+export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = validate<ImageIndexOptions>('image-index-options.schema.json', raw, { naming: context.naming, what: 'image index options' });
+  const result = await runAssembleImageIndex(options, { ...context.controls, dryRun: context.checkMode });
+  const moved = result.tags.filter((t) => t.changed).map((t) => t.reference);
+  const where = `${result.registry}/${result.repository}`;
+  const verb = result.changed ? (context.checkMode ? 'Would put' : 'Put') : 'Unchanged:';
+  return {
+    changed: result.changed,
+    msg: `${verb} index ${result.digest} (${result.platforms.join(', ')}) ${result.changed ? `under ${moved.join(', ')}` : `already under every tag of ${where}`}`,
+    digest: result.digest,
+    mediaType: result.mediaType,
+    size: result.size,
+    registry: result.registry,
+    repository: result.repository,
+    platforms: result.platforms,
+    manifests: result.manifests.map((m) => ({ digest: m.digest, mediaType: m.mediaType, size: m.size, platform: m.platformName })),
+    tags: result.tags,
+    diff: {
+      before: Object.fromEntries(result.tags.map((t) => [t.reference, t.previousDigest ?? null])),
+      after: Object.fromEntries(result.tags.map((t) => [t.reference, result.digest])),
+    },
+  };
+}

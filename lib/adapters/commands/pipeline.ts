@@ -1,0 +1,31 @@
+/** The pipeline command / thinkube_image_pipeline module: every image of a folder, in dependency order. */
+import { runValidatedPipeline } from '../../pipeline/pipeline.js';
+import { validate } from '../../options/schema.js';
+import type { PipelineOptions } from '../../options/generated/types.js';
+import type { CommandContext, CommandOutcome } from '../command.js';
+
+export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = validate<PipelineOptions>('pipeline-options.schema.json', raw, { naming: context.naming, what: 'pipeline options' });
+  const result = await runValidatedPipeline(options, { ...context.controls, checkMode: context.checkMode });
+  for (const warning of result.warnings) context.warn(warning);
+  const count = (status: string): number => result.images.filter((i) => i.status === status).length;
+  const failedNames = result.images.filter((i) => i.status === 'failed').map((i) => i.name);
+  const skippedNames = result.images.filter((i) => i.status === 'skipped').map((i) => i.name);
+  const parts = context.checkMode
+    ? [`would build ${count('planned')} image(s) in order ${result.order.join(', ')}`]
+    : [`${count('done')} done`, ...(failedNames.length ? [`failed: ${failedNames.join(', ')}`] : []), ...(skippedNames.length ? [`skipped: ${skippedNames.join(', ')}`] : [])];
+  const firstFailure = result.images.find((i) => i.status === 'failed');
+  // What was done and what was not, also when the run was interrupted.
+  const names = (wanted: (i: (typeof result.images)[number]) => boolean): string[] => result.images.filter(wanted).map((i) => i.name);
+  return {
+    changed: result.changed,
+    failed: result.failed,
+    done: names((i) => i.status === 'done'),
+    failedImages: names((i) => i.status === 'failed'),
+    notStarted: names((i) => i.status === 'skipped' || (i.status === 'planned' && !context.checkMode)),
+    msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}`,
+    images: result.images,
+    order: result.order,
+    duration: result.durationMs / 1000,
+  };
+}

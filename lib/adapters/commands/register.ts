@@ -1,0 +1,25 @@
+/** The register command / thinkube_image_register module: registerImage with check and diff modes. */
+import { registerImage } from '../../register/register.js';
+import { validate } from '../../options/schema.js';
+import type { RegisterOptions } from '../../options/generated/types.js';
+import type { CommandContext, CommandOutcome } from '../command.js';
+
+export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = validate<RegisterOptions>('register-options.schema.json', raw, { naming: context.naming, what: 'register options' });
+  if (context.checkMode) options.dryRun = true;
+  // Retries are reported (a warning in the result) like those of the other commands.
+  const result = await registerImage(options, { signal: context.controls.signal, onEvent: (event) => (event.type === 'retry' ? context.controls.onEvent?.(event) : undefined) });
+  for (const warning of result.warnings) context.warn(warning);
+  const verb = result.dryRun ? 'Would register' : 'Registered';
+  const outcomeText = result.outcome === 'endpoint-unavailable' ? 'endpoint not available' : result.outcome;
+  return {
+    changed: result.changed,
+    msg: `${verb} ${result.entry.name} with target ${result.target} (${outcomeText}) at ${result.location}`,
+    target: result.target,
+    outcome: result.outcome,
+    entry: result.entry,
+    location: result.location,
+    ...(result.configMap ? { configMap: result.configMap } : {}),
+    diff: result.diff,
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * Connection to a Docker-compatible engine (dockerd or Podman's Docker API), configured the way
+ * the Docker CLI is: explicit options first, then DOCKER_HOST / DOCKER_TLS_VERIFY /
+ * DOCKER_CERT_PATH, then the local socket.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Docker from 'dockerode';
+import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
+import type { EngineOptions } from '../options/generated/types.js';
+
+export const DEFAULT_ENGINE_HOST = 'unix:///var/run/docker.sock';
+
+export interface Engine {
+  docker: Docker;
+  /** The address in DOCKER_HOST form, for messages. */
+  address: string;
+  /** Milliseconds allowed for short API calls (ping, inspect, info). */
+  timeoutMs: number;
+}
+
+export function resolveEngineAddress(options: EngineOptions = {}, env: NodeJS.ProcessEnv = process.env): string {
+  return options.host ?? (env.DOCKER_HOST || DEFAULT_ENGINE_HOST);
+}
+
+export function connectEngine(options: EngineOptions = {}, env: NodeJS.ProcessEnv = process.env): Engine {
+  const address = resolveEngineAddress(options, env);
+  const tlsVerify = options.tlsVerify ?? (env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '' && env.DOCKER_TLS_VERIFY !== '0');
+  const certPath = options.certPath ?? (env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker'));
+  const timeoutMs = (options.timeoutSeconds ?? 30) * 1000;
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Engine address "${address}" is not a URL`, {
+      hint: 'Use unix:///path/to/docker.sock, tcp://host:2376 or ssh://user@host (like DOCKER_HOST)',
+    });
+  }
+  let config: Docker.DockerOptions;
+  switch (url.protocol) {
+    case 'unix:':
+      config = { socketPath: url.pathname };
+      break;
+    case 'tcp:':
+    case 'http:':
+    case 'https:': {
+      const useTls = tlsVerify || url.protocol === 'https:';
+      config = { host: url.hostname, port: url.port || (useTls ? 2376 : 2375), protocol: useTls ? 'https' : 'http' };
+      if (useTls) {
+        try {
+          config.ca = readFileSync(path.join(certPath, 'ca.pem'));
+          config.cert = readFileSync(path.join(certPath, 'cert.pem'));
+          config.key = readFileSync(path.join(certPath, 'key.pem'));
+        } catch (error) {
+          throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `TLS to the engine at ${address} needs ca.pem, cert.pem and key.pem in ${certPath} (${errorCodeOf(error) ?? 'unreadable'})`, {
+            hint: 'Set engine.certPath (or DOCKER_CERT_PATH) to the folder with the client certificates',
+          });
+        }
+      }
+      break;
+    }
+    case 'ssh:':
+      config = {
+        protocol: 'ssh',
+        host: url.hostname,
+        port: url.port || 22,
+        username: decodeURIComponent(url.username) || os.userInfo().username,
+        sshOptions: { agent: env.SSH_AUTH_SOCK },
+      } as Docker.DockerOptions;
+      break;
+    default:
+      throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Engine address "${address}" has an unsupported scheme ${url.protocol}`, {
+        hint: 'Use unix://, tcp:// or ssh:// (like DOCKER_HOST)',
+      });
+  }
+  return { docker: new Docker(config), address, timeoutMs };
+}
+
+/** Wrap a low-level failure talking to the engine into an error naming the engine. */
+export function engineError(engine: Pick<Engine, 'address'>, error: unknown, doing: string): ThinkubeImageError {
+  if (error instanceof ThinkubeImageError) return error;
+  const code = errorCodeOf(error);
+  const statusCode = (error as { statusCode?: number } | null)?.statusCode;
+  if (statusCode === undefined && code !== undefined) {
+    return new ThinkubeImageError('ERR_ENGINE_UNREACHABLE', `Cannot reach the container engine at ${engine.address} while ${doing} (${code})`, {
+      hint: 'Check that dockerd or `podman system service` is running there and that you may use its socket; set DOCKER_HOST or the engine host option to the right address',
+      cause: error,
+      details: { engine: engine.address },
+    });
+  }
+  const json = (error as { json?: { message?: string } } | null)?.json;
+  // docker-modem prefixes "(HTTP code 400) unexpected - " when it did not parse the body (streamed calls).
+  const message = (json?.message ?? (error as Error | null)?.message ?? String(error)).replace(/^\(HTTP code \d+\) [a-z ]*- /, '');
+  return new ThinkubeImageError('ERR_ENGINE', `The container engine at ${engine.address} failed while ${doing}: ${message.trim()}`, {
+    cause: error,
+    details: { engine: engine.address, statusCode, message: message.trim() },
+  });
+}
+
+/** Run a short engine call with the engine's timeout; errors name the engine. */
+export async function withEngineTimeout<T>(engine: Engine, doing: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), engine.timeoutMs);
+  try {
+    return await call(controller.signal);
+  } catch (error) {
+    if (controller.signal.aborted) {
+      throw new ThinkubeImageError('ERR_ENGINE_UNREACHABLE', `The container engine at ${engine.address} did not answer within ${engine.timeoutMs / 1000}s while ${doing}`, {
+        hint: 'Check that the engine is running and not overloaded; raise engine.timeoutSeconds if it is just slow',
+        details: { engine: engine.address },
+      });
+    }
+    throw engineError(engine, error, doing);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Ping the engine: resolves to its version info, or throws ERR_ENGINE_UNREACHABLE naming the address. */
+export async function checkEngine(engine: Engine): Promise<{ version: string; apiVersion: string; os: string; arch: string }> {
+  return withEngineTimeout(engine, 'checking the engine', async (abortSignal) => {
+    // dockerode 5 accepts an abortSignal here; its published types lag behind.
+    const versionCall = engine.docker.version.bind(engine.docker) as unknown as (o: object) => Promise<Record<string, string>>;
+    const version = await versionCall({ abortSignal });
+    return { version: version.Version ?? 'unknown', apiVersion: version.ApiVersion ?? 'unknown', os: version.Os ?? 'linux', arch: version.Arch ?? 'amd64' };
+  });
+}

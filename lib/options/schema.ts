@@ -1,0 +1,161 @@
+/**
+ * Validation of every public input against the JSON Schemas in schemas/ (the contract).
+ * Field names in errors follow the caller's naming: camelCase for the library, snake_case for
+ * Ansible, --kebab-case for the command line.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import ajvErrors from 'ajv-errors';
+import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
+import { ValidationError, type FieldProblem } from '../core/errors.js';
+import { deref, optionSpecs } from './option-spec.js';
+import { convertNameLight } from './naming.js';
+
+export { schemaDocuments, type SchemaFile };
+
+export type { Naming } from './naming-types.js';
+import type { Naming } from './naming-types.js';
+
+let ajv: Ajv | undefined;
+const compiled = new Map<string, ValidateFunction>();
+
+function getAjv(): Ajv {
+  if (!ajv) {
+    // allErrors is required by ajv-errors; strict keeps typos in the schemas from passing silently.
+    ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
+    ajv.addKeyword('x-secret');
+    ajv.addKeyword('x-ansible');
+    // Read by the type generator only (names the TypeScript type of a $ref with extra keywords).
+    ajv.addKeyword('tsType');
+    (ajvErrors as unknown as (a: Ajv) => Ajv)(ajv);
+    for (const doc of Object.values(schemaDocuments)) ajv.addSchema(doc as unknown as object);
+  }
+  return ajv;
+}
+
+function validatorFor(file: SchemaFile): ValidateFunction {
+  let fn = compiled.get(file);
+  if (!fn) {
+    const id = (schemaDocuments[file] as { $id: string }).$id;
+    const found = getAjv().getSchema(id);
+    if (!found) throw new Error(`schema ${file} is not registered`);
+    fn = found;
+    compiled.set(file, fn);
+  }
+  return fn;
+}
+
+export const convertName: (name: string, naming: Naming) => string = convertNameLight;
+
+/**
+ * Turn an ajv instancePath such as /tags/0 or /engine/host into tags[0] / engine.host in the
+ * caller's naming. Only option names are converted: keys of maps (build args, labels, metadata)
+ * are data and stay as written.
+ */
+function pathToField(instancePath: string, naming: Naming, root: unknown): string {
+  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let out = '';
+  let schema: Record<string, unknown> | undefined = deref(root);
+  for (const part of parts) {
+    const props = schema?.properties as Record<string, unknown> | undefined;
+    if (/^\d+$/.test(part) && schema?.type === 'array') {
+      out += `[${part}]`;
+      schema = deref(schema.items);
+      continue;
+    }
+    const isOption = props !== undefined && Object.prototype.hasOwnProperty.call(props, part);
+    const name = isOption ? convertName(part, naming) : part;
+    out += out ? `.${name}` : name;
+    schema = isOption ? deref(props[part]) : schema && typeof schema.additionalProperties === 'object' ? deref(schema.additionalProperties) : undefined;
+  }
+  if (naming === 'kebab' && out) out = `--${out}`;
+  return out;
+}
+
+/** The schema object found at an instance path (for naming the missing or extra property). */
+function schemaAt(instancePath: string, root: unknown): Record<string, unknown> | undefined {
+  let schema: Record<string, unknown> | undefined = deref(root);
+  for (const part of instancePath.split('/').slice(1)) {
+    const props = schema?.properties as Record<string, unknown> | undefined;
+    if (schema?.type === 'array') schema = deref(schema.items);
+    else if (props && part in props) schema = deref(props[part]);
+    else schema = schema && typeof schema.additionalProperties === 'object' ? deref(schema.additionalProperties) : undefined;
+  }
+  return schema;
+}
+
+function describe(error: ErrorObject, naming: Naming, root: unknown): FieldProblem {
+  const params = error.params as Record<string, unknown>;
+  let field = pathToField(error.instancePath, naming, root);
+  // A property named by `required`/`additionalProperties` is an option name only where the schema declares options.
+  const declares = (name: string): boolean => Boolean((schemaAt(error.instancePath, root)?.properties as Record<string, unknown> | undefined)?.[name]);
+  const nameOf = (name: string): string => (declares(name) || error.keyword === 'additionalProperties' ? convertName(name, naming) : name);
+  let message = error.message ?? 'is invalid';
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const extra = nameOf(String(params.additionalProperty));
+      field = field ? `${field}.${extra}` : naming === 'kebab' ? `--${extra}` : extra;
+      message = 'is not a known option (check its spelling)';
+      break;
+    }
+    case 'required': {
+      const missing = nameOf(String(params.missingProperty));
+      field = field ? `${field}.${missing}` : naming === 'kebab' ? `--${missing}` : missing;
+      message = 'is required';
+      break;
+    }
+    case 'dependencies': {
+      const missing = convertName(String(params.missingProperty), naming);
+      message = `needs ${missing} as well`;
+      const prop = convertName(String(params.property), naming);
+      field = field ? `${field}.${prop}` : prop;
+      break;
+    }
+    case 'type':
+      message = `must be ${String(params.type).replace(',', ' or ')}`;
+      break;
+    default:
+      break;
+  }
+  return { field: field || '(options)', message };
+}
+
+export interface ValidateOptions {
+  /** How field names are spelled in errors. Default camel. */
+  naming?: Naming;
+  /** Words that name the thing validated, for the error message. Default "options". */
+  what?: string;
+}
+
+/**
+ * Validate `value` against a schema file. Returns a deep copy with schema defaults applied; throws
+ * ValidationError naming every bad field.
+ */
+export function validate<T>(file: SchemaFile, value: unknown, options: ValidateOptions = {}): T {
+  const naming = options.naming ?? 'camel';
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ValidationError(options.what ?? 'options', [{ field: '(options)', message: 'must be an object' }]);
+  }
+  const copy = structuredClone(value) as unknown;
+  const fn = validatorFor(file);
+  if (fn(copy)) return copy as T;
+  const seen = new Set<string>();
+  const problems: FieldProblem[] = [];
+  for (const error of fn.errors ?? []) {
+    // ajv-errors wraps the original errors; "if" errors only repeat the branch that failed.
+    if (error.keyword === 'if') continue;
+    const problem = describe(error, naming, schemaDocuments[file]);
+    const key = `${problem.field}\u0000${problem.message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      problems.push(problem);
+    }
+  }
+  throw new ValidationError(options.what ?? 'options', problems);
+}
+
+/** Names (camelCase, dotted for nested objects) of every property the schema marks x-secret. */
+export function secretFields(file: SchemaFile): string[] {
+  return optionSpecs(file)
+    .filter((spec) => spec.secret)
+    .map((spec) => spec.path.join('.'));
+}

@@ -1,0 +1,722 @@
+/**
+ * OCI distribution (registry v2 API) client: manifest HEAD/GET/PUT, blob existence, tag listing and
+ * registry-side re-tagging, with Docker-style token (Bearer) and Basic authentication. Push
+ * verification, idempotent re-tagging, Harbor preflight and multi-arch index creation build on it.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import got, { RequestError, parseLinkHeader, type Got, type Method, type Response } from 'got';
+import { ThinkubeImageError, ValidationError, type ErrorCode } from '../core/errors.js';
+import type { RegistryCredentials } from './docker-config.js';
+import { isLoopbackRegistry, isValidDigest, isValidRegistry, isValidRepository, isValidTag } from './reference.js';
+import { RetryBudget, parseRetryAfter, type RetryListener, type RetryOptions } from '../core/retry.js';
+
+export type { RegistryCredentials } from './docker-config.js';
+
+export const MEDIA_TYPES = {
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+} as const;
+
+/** Without these a registry may answer with a schema1 manifest whose digest differs. */
+const MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
+
+/**
+ * When a request is retried. The single place for retry policy: every request goes through it, and
+ * only `methods` are ever retried (a PUT is not, unless listed here), except that a 429 (the
+ * registry did not process the request) is retried whatever the method.
+ */
+export interface RetryPolicy {
+  /** Retries after the first attempt. */
+  limit: number;
+  methods: Method[];
+  statusCodes: number[];
+  /** Network error codes (Node/got) that are retried. */
+  errorCodes: string[];
+  /** A Retry-After longer than this is not waited for: the answer is returned as is. */
+  maxRetryAfterMs: number;
+  /** Upper bound of the exponential back-off between attempts. */
+  backoffLimitMs: number;
+  /** First back-off wait, doubled for each further retry (plus up to 25% jitter). */
+  initialDelayMs: number;
+  /** No retry starts when the time since the first attempt plus the wait would exceed this. */
+  maxTotalMs: number;
+}
+
+export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({
+  limit: 2,
+  methods: ['GET', 'HEAD'] as Method[],
+  statusCodes: [429, 500, 502, 503, 504],
+  errorCodes: ['ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'],
+  maxRetryAfterMs: 60_000,
+  backoffLimitMs: 10_000,
+  initialDelayMs: 1000,
+  maxTotalMs: 300_000,
+});
+
+/** The schema's `retry` option (seconds) as overrides of DEFAULT_RETRY. */
+export function registryRetryPolicy(options: RetryOptions | undefined): Partial<RetryPolicy> {
+  const policy: Partial<RetryPolicy> = {};
+  if (!options) return policy;
+  if (options.limit !== undefined) policy.limit = options.limit;
+  if (options.maxTotalSeconds !== undefined) policy.maxTotalMs = options.maxTotalSeconds * 1000;
+  if (options.initialDelaySeconds !== undefined) policy.initialDelayMs = options.initialDelaySeconds * 1000;
+  if (options.maxDelaySeconds !== undefined) {
+    policy.backoffLimitMs = options.maxDelaySeconds * 1000;
+    policy.maxRetryAfterMs = options.maxDelaySeconds * 1000;
+  }
+  return policy;
+}
+
+export interface RegistryClientOptions {
+  /** host[:port] of the registry, e.g. harbor.example.com or localhost:5000. 'docker.io' means Docker Hub. */
+  registry: string;
+  credentials?: RegistryCredentials;
+  /** Verify the registry's TLS certificate. Default true. */
+  validateCerts?: boolean;
+  /** PEM bundle of extra CAs to trust (added to Node's built-in roots). */
+  caFile?: string;
+  /** Plain HTTP to a registry that is not on loopback (loopback registries always use HTTP, like Docker). */
+  plainHttp?: boolean;
+  /** Per-request timeout (each attempt). Default 30000. */
+  timeoutMs?: number;
+  userAgent?: string;
+  /** Overrides of DEFAULT_RETRY. */
+  retry?: Partial<RetryPolicy>;
+  /** Told about every retry before its wait (a `retry` progress event). */
+  onRetry?: RetryListener;
+  /** Cancels requests and waits between retries. */
+  signal?: AbortSignal;
+}
+
+export interface ManifestInfo {
+  /** sha256:<hex> of the manifest bytes. */
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface PingResult {
+  /** The registry answered /v2/ with 401: it wants credentials. */
+  authRequired: boolean;
+  /** Our credentials were sent and accepted (false when the registry did not ask for any). */
+  authenticated: boolean;
+}
+
+export interface RegistryErrorEntry {
+  code: string;
+  message: string;
+  detail?: unknown;
+}
+
+export interface AuthChallenge {
+  /** Lowercase scheme: 'bearer', 'basic', ... */
+  scheme: string;
+  /** Lowercase parameter names, unquoted values. */
+  params: Record<string, string>;
+}
+
+const TOKEN_CHARS = /[!#$%&'*+.^_`|~0-9A-Za-z-]+/y;
+
+/**
+ * Parse a WWW-Authenticate header (RFC 7235): one or more challenges, each a scheme followed by
+ * comma-separated params whose values may be quoted strings holding commas and escaped quotes.
+ * Node joins repeated headers with ", ", which this also handles.
+ */
+export function parseAuthChallenges(header: string): AuthChallenge[] {
+  const out: AuthChallenge[] = [];
+  let current: AuthChallenge | undefined;
+  let i = 0;
+  const n = header.length;
+  const skip = (re: RegExp): void => {
+    while (i < n && re.test(header[i]!)) i++;
+  };
+  while (i < n) {
+    skip(/[\s,]/);
+    if (i >= n) break;
+    TOKEN_CHARS.lastIndex = i;
+    const m = TOKEN_CHARS.exec(header);
+    if (!m) {
+      i++; // stray character: skip it rather than give up on the whole header
+      continue;
+    }
+    const token = m[0];
+    i += token.length;
+    const afterToken = i;
+    skip(/[ \t]/);
+    if (header[i] === '=' && current && header[i + 1] !== '=') {
+      i++;
+      skip(/[ \t]/);
+      let value = '';
+      if (header[i] === '"') {
+        i++;
+        while (i < n && header[i] !== '"') {
+          if (header[i] === '\\' && i + 1 < n) i++;
+          value += header[i];
+          i++;
+        }
+        i++; // closing quote
+      } else {
+        const start = i;
+        while (i < n && header[i] !== ',' && !/\s/.test(header[i]!)) i++;
+        value = header.slice(start, i);
+      }
+      current.params[token.toLowerCase()] = value;
+    } else if (header[i] === '=') {
+      // token68 credentials such as "Negotiate abc==": not a parameter, nothing to keep
+      skip(/=/);
+    } else {
+      i = afterToken;
+      current = { scheme: token.toLowerCase(), params: {} };
+      out.push(current);
+    }
+  }
+  return out;
+}
+
+export function sha256Digest(body: Buffer): string {
+  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
+}
+
+function invalidArgument(field: string, message: string): ValidationError {
+  return new ValidationError('registry request', [{ field, message }]);
+}
+
+function checkRepository(repository: string): void {
+  if (typeof repository !== 'string' || !isValidRepository(repository)) {
+    throw invalidArgument('repository', `"${String(repository)}" is not a repository name (lowercase path such as library/busybox)`);
+  }
+}
+
+function checkReference(reference: string): void {
+  if (typeof reference !== 'string' || !(isValidTag(reference) || isValidDigest(reference))) {
+    throw invalidArgument('reference', `"${String(reference)}" is neither a tag nor a sha256 digest`);
+  }
+}
+
+/** "application/json; charset=utf-8" -> "application/json" */
+function bareMediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0]!.trim();
+}
+
+function headerValue(response: Response, name: string): string | undefined {
+  const v = response.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+function registryErrorsOf(response: Response<Buffer>): RegistryErrorEntry[] {
+  const body = response.body;
+  if (!Buffer.isBuffer(body) || body.length === 0 || body.length > 1_000_000) return [];
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
+    if (!Array.isArray(parsed.errors)) return [];
+    return parsed.errors
+      .filter((e): e is Record<string, unknown> => e !== null && typeof e === 'object')
+      .map((e) => {
+        const entry: RegistryErrorEntry = { code: String(e.code ?? 'UNKNOWN'), message: String(e.message ?? '') };
+        if (e.detail !== undefined) entry.detail = e.detail;
+        return entry;
+      });
+  } catch {
+    return [];
+  }
+}
+
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS/;
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+interface SendOptions {
+  /** Token scopes this request needs (repository:<name>:pull ...); none for /v2/. */
+  scope?: string;
+  headers?: Record<string, string>;
+  body?: Buffer;
+  /** What the request is for, in error messages: "manifest library/busybox:1.36". */
+  what: string;
+  /** Do not authenticate after a 401: return it (ping without credentials). */
+  anonymousProbe?: boolean;
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  /** scheme://host[:port] the API is reached at. */
+  readonly baseUrl: string;
+  private readonly credentials: RegistryCredentials | undefined;
+  private readonly timeoutMs: number;
+  private readonly plainHttp: boolean;
+  private readonly http: Got;
+  private readonly retryPolicy: RetryPolicy;
+  private readonly onRetry: RetryListener | undefined;
+  private readonly signal: AbortSignal | undefined;
+  /** Learned from the last 401; used up front on later requests to skip the anonymous round trip. */
+  private challenge: AuthChallenge | undefined;
+  private readonly tokens = new Map<string, Promise<CachedToken>>();
+
+  constructor(options: RegistryClientOptions) {
+    if (!options || typeof options !== 'object') throw invalidArgument('(options)', 'must be an object');
+    const { registry } = options;
+    if (typeof registry !== 'string' || !(registry === 'docker.io' || isValidRegistry(registry))) {
+      throw invalidArgument('registry', `"${String(registry)}" must be host[:port] such as harbor.example.com or localhost:5000`);
+    }
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('timeoutMs', 'must be a positive number of milliseconds');
+    this.registry = registry;
+    this.credentials = options.credentials;
+    this.timeoutMs = timeoutMs;
+    this.plainHttp = options.plainHttp === true;
+    const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+    const scheme = this.plainHttp || isLoopbackRegistry(registry) ? 'http' : 'https';
+    this.baseUrl = `${scheme}://${host}`;
+
+    let certificateAuthority: string[] | undefined;
+    if (options.caFile) {
+      try {
+        // Node replaces its roots when `ca` is set: keep them so that public CAs still work.
+        certificateAuthority = [...rootCertificates, readFileSync(options.caFile, 'utf8')];
+      } catch (error) {
+        throw invalidArgument('caFile', `cannot read ${options.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    }
+    this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
+    this.onRetry = options.onRetry;
+    this.signal = options.signal;
+    this.http = got.extend({
+      throwHttpErrors: false,
+      responseType: 'buffer',
+      // Registries serve manifests uncompressed; asking for identity keeps the bytes the digest covers.
+      decompress: false,
+      followRedirect: true,
+      timeout: { request: timeoutMs },
+      // Retries are ours (request()): bounded in total time, and every one is reported.
+      retry: { limit: 0 },
+      headers: { 'user-agent': options.userAgent ?? 'thinkube-custom-images' },
+      https: { rejectUnauthorized: options.validateCerts !== false, ...(certificateAuthority ? { certificateAuthority } : {}) },
+    });
+  }
+
+  /** GET /v2/: is the registry there, does it want credentials, and do ours work. */
+  async ping(): Promise<PingResult> {
+    const probe = await this.send('GET', '/v2/', { what: 'API version check', anonymousProbe: true });
+    if (probe.statusCode === 401) {
+      if (!this.hasCredentials()) return { authRequired: true, authenticated: false };
+      const response = await this.send('GET', '/v2/', { what: 'API version check' });
+      this.expectOk(response, 'GET', '/v2/', 'API version check');
+      return { authRequired: true, authenticated: true };
+    }
+    this.expectOk(probe, 'GET', '/v2/', 'API version check');
+    // Credentials are sent proactively once a challenge is known; they were used if so.
+    return { authRequired: false, authenticated: false };
+  }
+
+  /** HEAD a manifest by tag or digest; undefined when the registry does not have it. */
+  async headManifest(repository: string, reference: string): Promise<ManifestInfo | undefined> {
+    checkRepository(repository);
+    checkReference(reference);
+    const path = `/v2/${repository}/manifests/${reference}`;
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const response = await this.send('HEAD', path, { scope: `repository:${repository}:pull`, headers: { accept: MANIFEST_ACCEPT }, what });
+    if (response.statusCode === 404) return undefined;
+    this.expectOk(response, 'HEAD', path, what);
+    const digest = headerValue(response, 'docker-content-digest');
+    if (!digest || !isValidDigest(digest)) {
+      // Some registries omit the digest on HEAD: the bytes are the authority.
+      const full = await this.getManifest(repository, reference);
+      return { digest: full.digest, mediaType: full.mediaType, size: full.size };
+    }
+    return {
+      digest,
+      mediaType: bareMediaType(headerValue(response, 'content-type')),
+      size: Number(headerValue(response, 'content-length') ?? 0),
+    };
+  }
+
+  /** GET a manifest with its exact bytes (re-PUT them and the digest stays the same). */
+  async getManifest(repository: string, reference: string): Promise<ManifestInfo & { body: Buffer }> {
+    checkRepository(repository);
+    checkReference(reference);
+    const path = `/v2/${repository}/manifests/${reference}`;
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, headers: { accept: MANIFEST_ACCEPT }, what });
+    if (response.statusCode === 404) {
+      throw new ThinkubeImageError('ERR_MANIFEST_NOT_FOUND', `Registry ${this.registry} has no ${what}`, {
+        hint: 'Check the repository name and tag, and that the image was pushed',
+        details: { registry: this.registry, repository, reference, status: 404, registryErrors: registryErrorsOf(response) },
+      });
+    }
+    this.expectOk(response, 'GET', path, what);
+    const body = response.body;
+    const digest = sha256Digest(body);
+    const announced = headerValue(response, 'docker-content-digest');
+    const expected = isValidDigest(reference) ? reference : announced?.startsWith('sha256:') ? announced : undefined;
+    if (expected && expected !== digest) {
+      throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} sent ${what} whose bytes hash to ${digest}, not ${expected}`, {
+        hint: 'A proxy between here and the registry may be altering responses; retry, or talk to the registry directly',
+        details: { registry: this.registry, repository, reference, expected, actual: digest },
+      });
+    }
+    return { digest, mediaType: bareMediaType(headerValue(response, 'content-type')), size: body.length, body };
+  }
+
+  /** PUT a manifest (or index) under a tag or digest; checks the registry stored exactly these bytes. */
+  async putManifest(repository: string, reference: string, body: Buffer, mediaType: string): Promise<{ digest: string }> {
+    checkRepository(repository);
+    checkReference(reference);
+    if (!Buffer.isBuffer(body) || body.length === 0) throw invalidArgument('body', 'must be a non-empty Buffer holding the manifest');
+    if (typeof mediaType !== 'string' || !/^[\w.+-]+\/[\w.+-]+$/.test(mediaType)) throw invalidArgument('mediaType', `"${String(mediaType)}" is not a media type`);
+    const path = `/v2/${repository}/manifests/${reference}`;
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const response = await this.send('PUT', path, {
+      scope: `repository:${repository}:pull,push`,
+      headers: { 'content-type': mediaType },
+      body,
+      what,
+    });
+    this.expectOk(response, 'PUT', path, what);
+    const digest = sha256Digest(body);
+    const stored = headerValue(response, 'docker-content-digest');
+    if (stored && stored !== digest) {
+      throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} stored ${what} as ${stored}, but the bytes sent hash to ${digest}`, {
+        hint: 'The registry rewrote the manifest (an old registry converting formats?); use a registry that keeps OCI/Docker v2 manifests as sent',
+        details: { registry: this.registry, repository, reference, expected: digest, actual: stored },
+      });
+    }
+    return { digest };
+  }
+
+  async blobExists(repository: string, digest: string): Promise<boolean> {
+    checkRepository(repository);
+    if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest`);
+    const path = `/v2/${repository}/blobs/${digest}`;
+    const what = `blob ${repository}@${digest}`;
+    const response = await this.send('HEAD', path, { scope: `repository:${repository}:pull`, what });
+    if (response.statusCode === 404) return false;
+    this.expectOk(response, 'HEAD', path, what);
+    return true;
+  }
+
+  /**
+   * GET a small blob (an image config) whole, checking its digest. Refuses blobs over `maxBytes`:
+   * layers are never fetched through this client.
+   */
+  async getBlob(repository: string, digest: string, maxBytes = 4 * 1024 * 1024): Promise<Buffer> {
+    checkRepository(repository);
+    if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest`);
+    const path = `/v2/${repository}/blobs/${digest}`;
+    const what = `blob ${repository}@${digest}`;
+    const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
+    if (response.statusCode === 404) {
+      throw new ThinkubeImageError('ERR_MANIFEST_NOT_FOUND', `Registry ${this.registry} has no ${what}`, {
+        hint: 'The image in the registry is incomplete; push it again',
+        details: { registry: this.registry, repository, digest },
+      });
+    }
+    this.expectOk(response, 'GET', path, what);
+    if (response.body.length > maxBytes) throw this.failure('ERR_REGISTRY', `${what} is larger than ${maxBytes} bytes`, 'Only small blobs (image configs) are read through the API', {});
+    const actual = sha256Digest(response.body);
+    if (digest.startsWith('sha256:') && actual !== digest) {
+      throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} sent ${what} whose bytes hash to ${actual}`, {
+        hint: 'A proxy may be altering responses; retry',
+        details: { registry: this.registry, repository, expected: digest, actual },
+      });
+    }
+    return response.body;
+  }
+
+  /** All tags of a repository (following pagination); [] when the repository does not exist. */
+  async listTags(repository: string): Promise<string[]> {
+    checkRepository(repository);
+    const what = `tag list of ${repository}`;
+    const tags: string[] = [];
+    let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
+    for (let page = 0; path && page < 1000; page++) {
+      const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
+      if (response.statusCode === 404) return tags;
+      this.expectOk(response, 'GET', path, what);
+      let parsed: { tags?: unknown };
+      try {
+        parsed = JSON.parse(response.body.toString('utf8')) as { tags?: unknown };
+      } catch {
+        throw this.failure('ERR_REGISTRY', `Registry ${this.registry} answered the ${what} with something that is not JSON`, 'Check that the address points at an OCI registry', {});
+      }
+      if (Array.isArray(parsed.tags)) tags.push(...parsed.tags.filter((t): t is string => typeof t === 'string'));
+      const link = headerValue(response, 'link');
+      const next = link ? parseLinkHeader(link).find((l) => l.parameters.rel === '"next"' || l.parameters.rel === 'next') : undefined;
+      path = undefined;
+      if (next) {
+        const url = new URL(next.reference, this.baseUrl);
+        // Only follow pagination on the same registry: credentials must not go elsewhere.
+        if (url.origin === new URL(this.baseUrl).origin) path = url.pathname + url.search;
+      }
+    }
+    return tags;
+  }
+
+  /**
+   * Registry-side re-tag: GET the source manifest and PUT the same bytes under `newTag`. No layer
+   * is moved. changed=false when `newTag` already points at that digest.
+   */
+  async retag(repository: string, sourceReference: string, newTag: string): Promise<{ digest: string; changed: boolean }> {
+    checkRepository(repository);
+    checkReference(sourceReference);
+    if (typeof newTag !== 'string' || !isValidTag(newTag)) {
+      throw invalidArgument('newTag', `"${String(newTag)}" must be 1 to 128 characters from [A-Za-z0-9_.-], not starting with . or -`);
+    }
+    const source = await this.getManifest(repository, sourceReference);
+    const current = await this.headManifest(repository, newTag);
+    if (current?.digest === source.digest) return { digest: source.digest, changed: false };
+    const { digest } = await this.putManifest(repository, newTag, source.body, source.mediaType || MEDIA_TYPES.dockerManifest);
+    return { digest, changed: true };
+  }
+
+  // ---- transport and authentication ----
+
+  private hasCredentials(): boolean {
+    const c = this.credentials;
+    return Boolean(c && (c.identityToken || c.password !== undefined));
+  }
+
+  private who(): string {
+    const c = this.credentials;
+    if (!c || !this.hasCredentials()) return 'anonymous';
+    if (c.username) return `user "${c.username}"`;
+    return c.identityToken ? 'an identity token' : 'a password without user name';
+  }
+
+  private basicHeader(): string | undefined {
+    const c = this.credentials;
+    if (!c || c.password === undefined) return undefined;
+    return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password}`, 'utf8').toString('base64')}`;
+  }
+
+  /** Authorization header for a request under the known challenge; undefined when none applies. */
+  private async authorizationFor(scope: string | undefined, challenge: AuthChallenge | undefined, fresh: boolean): Promise<string | undefined> {
+    if (!challenge) return undefined;
+    if (challenge.scheme === 'basic') return this.basicHeader();
+    if (challenge.scheme === 'bearer') {
+      const scopes = [...new Set([scope, challenge.params.scope].filter((s): s is string => Boolean(s)))].sort();
+      const token = await this.token(challenge, scopes, fresh);
+      return `Bearer ${token}`;
+    }
+    return undefined;
+  }
+
+  private async send(method: Method, path: string, options: SendOptions): Promise<Response<Buffer>> {
+    const url = `${this.baseUrl}${path}`;
+    let authorization = options.anonymousProbe ? undefined : await this.authorizationFor(options.scope, this.challenge, false);
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { ...options.headers };
+      if (authorization) headers.authorization = authorization;
+      const response = await this.request(method, url, headers, options.body);
+      if (response.statusCode !== 401) return response;
+      if (options.anonymousProbe) {
+        this.rememberChallenge(response);
+        return response;
+      }
+      if (attempt > 0) throw this.authFailure(response, method, url, options.what);
+      const challenge = this.rememberChallenge(response);
+      if (!challenge) throw this.authFailure(response, method, url, options.what);
+      const next = await this.authorizationFor(options.scope, challenge, true);
+      // Sending the same thing again cannot succeed.
+      if (!next || next === authorization) throw this.authFailure(response, method, url, options.what);
+      authorization = next;
+    }
+  }
+
+  private rememberChallenge(response: Response<Buffer>): AuthChallenge | undefined {
+    const header = headerValue(response, 'www-authenticate');
+    const challenges = header ? parseAuthChallenges(header) : [];
+    const chosen = challenges.find((c) => c.scheme === 'bearer' && c.params.realm) ?? challenges.find((c) => c.scheme === 'basic');
+    if (chosen) this.challenge = chosen;
+    return chosen;
+  }
+
+  /**
+   * One HTTP exchange, retried under the policy (idempotent methods on network errors and the
+   * listed statuses; any method on 429); network failures become typed errors.
+   */
+  private async request(method: Method, url: string, headers: Record<string, string>, body?: Buffer, form?: Record<string, string>): Promise<Response<Buffer>> {
+    const policy = this.retryPolicy;
+    const budget = new RetryBudget(
+      `${method} ${url}`,
+      { limit: policy.limit, maxTotalMs: policy.maxTotalMs, initialDelayMs: policy.initialDelayMs, maxDelayMs: policy.backoffLimitMs, maxRetryAfterMs: policy.maxRetryAfterMs },
+      { onRetry: this.onRetry, signal: this.signal },
+    );
+    const idempotent = policy.methods.includes(method);
+    for (;;) {
+      let response: Response<Buffer>;
+      try {
+        response = await this.http(url, { method, headers, responseType: 'buffer', ...(body ? { body } : {}), ...(form ? { form } : {}), ...(this.signal ? { signal: this.signal } : {}) });
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (!this.signal?.aborted && idempotent && typeof code === 'string' && policy.errorCodes.includes(code) && (await this.pause(budget, code))) continue;
+        throw this.networkFailure(error, method, url, budget.retries);
+      }
+      const status = response.statusCode;
+      if ((idempotent || status === 429) && policy.statusCodes.includes(status)) {
+        const retryAfter = parseRetryAfter(headerValue(response, 'retry-after'));
+        if (await this.pause(budget, `HTTP ${status}`, retryAfter)) continue;
+      }
+      return response;
+    }
+  }
+
+  /** Wait for the next retry (false: none left); a cancelled wait becomes ERR_ABORTED. */
+  private async pause(budget: RetryBudget, reason: string, retryAfterMs?: number): Promise<boolean> {
+    try {
+      return await budget.wait(reason, retryAfterMs);
+    } catch {
+      throw this.failure('ERR_ABORTED', `Request to registry ${this.registry} cancelled while waiting to retry ${budget.operation}`, 'Run it again', {});
+    }
+  }
+
+  private async token(challenge: AuthChallenge, scopes: string[], fresh: boolean): Promise<string> {
+    const key = `${challenge.params.realm ?? ''} ${challenge.params.service ?? ''} ${scopes.join(' ')}`;
+    const cached = this.tokens.get(key);
+    if (cached && !fresh) {
+      try {
+        const t = await cached;
+        if (t.expiresAt > Date.now()) return t.token;
+      } catch {
+        // a failed fetch is not cached: fetch again below
+      }
+    }
+    const pending = this.fetchToken(challenge, scopes);
+    this.tokens.set(key, pending);
+    try {
+      return (await pending).token;
+    } catch (error) {
+      this.tokens.delete(key);
+      throw error;
+    }
+  }
+
+  private async fetchToken(challenge: AuthChallenge, scopes: string[]): Promise<CachedToken> {
+    const realmText = challenge.params.realm ?? '';
+    let realm: URL;
+    try {
+      realm = new URL(realmText);
+      if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new Error('scheme');
+      // Userinfo in a realm would end up in messages; credentials go in headers only.
+      realm.username = '';
+      realm.password = '';
+    } catch {
+      throw this.failure('ERR_REGISTRY_AUTH', `Registry ${this.registry} names a token service "${realmText.slice(0, 200)}" that is not an http(s) URL`, 'Check the registry\'s token service configuration (Harbor: external_url)', {});
+    }
+    if (realm.protocol === 'http:' && this.hasCredentials() && !this.plainHttp && !isLoopbackRegistry(realm.host)) {
+      throw this.failure('ERR_REGISTRY_AUTH', `Registry ${this.registry} asks for credentials at ${realm.origin}${realm.pathname} over plain HTTP`, 'Refusing to send credentials unencrypted: fix the registry\'s external URL to https, or set plainHttp for a registry you trust on this network', { realm: `${realm.origin}${realm.pathname}` });
+    }
+    const service = challenge.params.service;
+    const c = this.credentials;
+    let response: Response<Buffer>;
+    if (c?.identityToken) {
+      // OAuth2 refresh-token grant, as the Docker CLI does with an identity token.
+      const form: Record<string, string> = { grant_type: 'refresh_token', refresh_token: c.identityToken, client_id: 'thinkube-custom-images' };
+      if (service) form.service = service;
+      if (scopes.length) form.scope = scopes.join(' ');
+      response = await this.request('POST', realm.toString(), {}, undefined, form);
+    } else {
+      for (const [k, v] of [...(service ? [['service', service]] : []), ...scopes.map((s) => ['scope', s])] as [string, string][]) realm.searchParams.append(k, v);
+      const basic = this.basicHeader();
+      response = await this.request('GET', realm.toString(), basic ? { authorization: basic } : {});
+    }
+    const realmName = `${realm.origin}${realm.pathname}`;
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      throw this.failure(
+        'ERR_REGISTRY_AUTH',
+        `Token service ${realmName} of registry ${this.registry} refused ${this.who()} (HTTP ${response.statusCode})`,
+        this.hasCredentials() ? 'Check the user name and password (Harbor robot accounts are named like robot$name)' : 'The registry needs credentials: pass username/password or log in with docker login',
+        { realm: realmName, status: response.statusCode, registryErrors: registryErrorsOf(response) },
+      );
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      throw this.failure('ERR_REGISTRY', `Token service ${realmName} of registry ${this.registry} answered HTTP ${response.statusCode}`, 'Check that the registry\'s token service is healthy', {
+        realm: realmName,
+        status: response.statusCode,
+        registryErrors: registryErrorsOf(response),
+      });
+    }
+    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      parsed = JSON.parse(response.body.toString('utf8')) as typeof parsed;
+    } catch {
+      parsed = {};
+    }
+    const token = typeof parsed.token === 'string' && parsed.token ? parsed.token : typeof parsed.access_token === 'string' ? parsed.access_token : '';
+    if (!token) {
+      throw this.failure('ERR_REGISTRY', `Token service ${realmName} of registry ${this.registry} answered without a token`, 'Check that the realm in the registry\'s WWW-Authenticate header points at its token service', { realm: realmName });
+    }
+    // Distribution's default lifetime is 60 s; renew a little early.
+    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
+    return { token, expiresAt: Date.now() + Math.max(1, seconds - 10) * 1000 };
+  }
+
+  private expectOk(response: Response<Buffer>, method: string, path: string, what: string): void {
+    const status = response.statusCode;
+    if (status >= 200 && status < 300) return;
+    const url = `${this.baseUrl}${path}`;
+    if (status === 401) throw this.authFailure(response, method, url, what);
+    const registryErrors = registryErrorsOf(response);
+    const summary = registryErrors.map((e) => `${e.code}: ${e.message}`).join('; ');
+    const base = { method, url, status, registryErrors };
+    if (status === 403) {
+      if (registryErrors.some((e) => /quota/i.test(e.message))) {
+        throw this.failure('ERR_REGISTRY', `Registry ${this.registry} refused ${what}: ${summary}`, 'The project is over its storage quota: delete old artifacts or raise the quota in Harbor', base);
+      }
+      throw this.failure('ERR_REGISTRY_AUTH', `Registry ${this.registry} denied ${this.who()} access to ${what} (HTTP 403${summary ? `: ${summary}` : ''})`, 'Give the account pull/push permission on the project (Harbor: project members or robot account permissions)', base);
+    }
+    throw this.failure('ERR_REGISTRY', `Registry ${this.registry} answered HTTP ${status} to ${method} ${what}${summary ? `: ${summary}` : ''}`, status >= 500 ? 'The registry has a problem: check its logs and health, then retry' : 'Check the request against the registry (repository name, media type, permissions)', base);
+  }
+
+  private authFailure(response: Response<Buffer>, method: string, url: string, what: string): ThinkubeImageError {
+    const registryErrors = registryErrorsOf(response);
+    const summary = registryErrors.map((e) => `${e.code}: ${e.message}`).join('; ');
+    return this.failure(
+      'ERR_REGISTRY_AUTH',
+      this.hasCredentials()
+        ? `Registry ${this.registry} rejected ${this.who()} for ${what} (HTTP ${response.statusCode}${summary ? `: ${summary}` : ''})`
+        : `Registry ${this.registry} requires credentials for ${what} (HTTP ${response.statusCode}${summary ? `: ${summary}` : ''})`,
+      this.hasCredentials()
+        ? 'Check the user name and password for this registry (Harbor robot accounts are named like robot$name) and the account\'s permissions'
+        : 'The registry needs credentials: pass username/password or log in with docker login',
+      { method, url, status: response.statusCode, registryErrors },
+    );
+  }
+
+  private networkFailure(error: unknown, method: string, url: string, retries = 0): ThinkubeImageError {
+    const code = (error as { code?: unknown } | null)?.code;
+    const codeText = typeof code === 'string' ? code : undefined;
+    const text = error instanceof Error ? error.message : String(error);
+    // A bare cause: got's errors carry the request options, headers (credentials) included.
+    const cause = Object.assign(new Error(text), codeText ? { code: codeText } : {});
+    const details = { method, url, errorCode: codeText, ...(retries ? { retries } : {}) };
+    if (this.signal?.aborted) {
+      return this.failure('ERR_ABORTED', `Request ${method} ${url} to registry ${this.registry} was cancelled`, 'Run it again', details, cause);
+    }
+    if (error instanceof RequestError && error.name === 'TimeoutError') {
+      return this.failure('ERR_TIMEOUT', `Registry ${this.registry} did not answer ${method} ${url} within ${this.timeoutMs} ms${retries ? ` (${retries + 1} attempts)` : ''}`, 'Check that the registry is healthy and reachable, or raise the timeout (registryTls.timeoutSeconds)', details, cause);
+    }
+    if (codeText && CERT_ERROR.test(codeText)) {
+      return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: its TLS certificate is not trusted (${codeText}: ${text})`, 'Pass caFile with the PEM of the CA that signed the registry\'s certificate, or set validateCerts false for a test registry', details, cause);
+    }
+    if (codeText === 'EPROTO' || codeText === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(text)) {
+      return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: TLS handshake failed (${text})`, 'The registry may speak plain HTTP: set plainHttp, or check the port', details, cause);
+    }
+    const after = retries ? `, after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : '';
+    return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url} (${codeText ?? text}${after})`, 'Check the registry address and port, that it is running, and the network, proxy and TLS settings between here and it', details, cause);
+  }
+
+  private failure(code: ErrorCode, message: string, hint: string, details: Record<string, unknown>, cause?: Error): ThinkubeImageError {
+    const username = this.credentials?.username;
+    return new ThinkubeImageError(code, message, {
+      hint,
+      ...(cause ? { cause } : {}),
+      details: { registry: this.registry, ...(username ? { username } : {}), ...details },
+    });
+  }
+}
