@@ -12,8 +12,8 @@ import { runPlaybook, recap } from './helpers/ansible.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { pullImage } from '../dist/lib/engine/pool.js';
-import { runPush } from '../dist/lib/publish/push.js';
-import { assembleImageIndex } from '../dist/lib/build/multiarch.js';
+import { runPush } from '../dist/lib/engine/push.js';
+import { assembleImageIndex } from '../dist/lib/publish/index.js';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 
 const run = promisify(execFile);

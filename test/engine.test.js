@@ -4,7 +4,7 @@ import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
 import { buildImage } from '../dist/lib/build/build.js';
-import { pushImage } from '../dist/lib/publish/push.js';
+import { pushImage } from '../dist/lib/engine/push.js';
 import { BuildError, ValidationError } from '../dist/lib/core/errors.js';
 import { DEFAULT_ENGINE_HOST, checkEngine, connectEngine, resolveEngineAddress } from '../dist/lib/engine/engine.js';
 import { dockerFor, inspectImage, removeImages, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';

@@ -7,13 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { testEnv, uniqueName } from './helpers/env.js';
 import { EnginePool, parsePlatform, platformMatches, formatPlatform } from '../dist/lib/engine/pool.js';
-import { runGraph } from '../dist/lib/pipeline/scheduler.js';
+import { runGraph } from '../dist/lib/pipeline/graph.js';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { pullImage } from '../dist/lib/engine/pool.js';
-import { runPush } from '../dist/lib/publish/push.js';
-import { assembleImageIndex } from '../dist/lib/build/multiarch.js';
+import { runPush } from '../dist/lib/engine/push.js';
+import { assembleImageIndex } from '../dist/lib/publish/index.js';
 
 const env = testEnv();
 const registry = new RegistryClient({ registry: env.registryAnon });
@@ -264,6 +264,8 @@ t.test('sequential stays the default', async (t) => {
   const dir = imagesDir(prefix, 0);
   const result = await runPipeline({ imagesDir: dir, registry: env.registryAnon, register: false, engine: { host: env.dockerHost } });
   t.equal(result.failed, false);
-  t.equal(result.engines, undefined, 'no engine pool was used');
-  t.notOk(result.images.some((i) => i.startedAt), 'the sequential pipeline ran');
+  // Sequential is a pool of one engine that runs one build at a time.
+  t.equal(result.engines.length, 1, 'one engine');
+  t.equal(result.engines[0].peak, 1, 'never two builds at once');
+  t.equal(result.engines[0].builds, result.images.filter((i) => !i.buildSkipped).length, 'every build went to that engine');
 });

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { buildImage } from '../dist/lib/build/build.js';
-import { pushImage } from '../dist/lib/publish/push.js';
+import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';

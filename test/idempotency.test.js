@@ -8,7 +8,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { buildImage } from '../dist/lib/build/build.js';
-import { pushImage } from '../dist/lib/publish/push.js';
+import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { testEnv, uniqueName } from './helpers/env.js';
 

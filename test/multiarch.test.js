@@ -10,9 +10,10 @@ import { promisify } from 'node:util';
 import { testEnv, uniqueName } from './helpers/env.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { pullImage } from '../dist/lib/engine/pool.js';
-import { runPush } from '../dist/lib/publish/push.js';
+import { runPush } from '../dist/lib/engine/push.js';
 import { RegistryClient, MEDIA_TYPES } from '../dist/lib/registry/client.js';
-import { assembleImageIndex, buildMultiArchImage, imageIndexDocument } from '../dist/lib/build/multiarch.js';
+import { buildMultiArchImage } from '../dist/lib/build/multiarch.js';
+import { assembleImageIndex, imageIndexDocument } from '../dist/lib/publish/index.js';
 
 const run = promisify(execFile);
 const env = testEnv();

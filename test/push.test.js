@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildImage } from '../dist/lib/build/build.js';
-import { pushImage } from '../dist/lib/publish/push.js';
+import { pushImage } from '../dist/lib/engine/push.js';
 import { ThinkubeImageError } from '../dist/lib/core/errors.js';
 import { MANIFEST_ACCEPT, dockerFor, registryDigest, removeImages, tempDir, testEnv, uniqueName, writeTree } from './fixtures/core/support.js';
 

@@ -3,7 +3,7 @@
 // worth another try, and which build arg names look like secrets.
 import t from 'tap';
 import { RetryBudget, backoffDelay, parseRetryAfter, retrySettings } from '../dist/lib/core/retry.js';
-import { transientPushError } from '../dist/lib/publish/push.js';
+import { transientPushError } from '../dist/lib/engine/push.js';
 import { buildArgSecrets, looksLikeSecretName } from '../dist/lib/core/secrets.js';
 
 t.test('backoff doubles, is capped, and jitters upward by at most 25%', async (t) => {

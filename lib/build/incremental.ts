@@ -11,7 +11,7 @@ import { INPUT_DIGEST_LABEL, baseImageReferences, computeInputDigest, contextFil
 import { emit, type OperationControls } from '../core/progress.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
 import { registryAuthHeader } from '../registry/docker-config.js';
-import { registryClientFor, resolveCredentials } from '../publish/push.js';
+import { registryClientFor, resolveCredentials } from '../engine/push.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { BuildOptions } from '../options/generated/types.js';
 
@@ -47,11 +47,12 @@ export interface InputPlan {
   imageSize?: number;
 }
 
-interface Clients {
+/** Registry clients of a run, one per registry (one token each). */
+export interface Clients {
   get(registry: string): Promise<RegistryClient>;
 }
 
-function clientsFor(options: BuildOptions, controls: OperationControls = {}): Clients {
+export function clientsFor(options: Pick<BuildOptions, 'tags' | 'auth' | 'registryTls'>, controls: OperationControls = {}): Clients {
   // Retries of these registry calls are reported like every other retry.
   const hooks = { onRetry: (event: Parameters<typeof emit>[1]) => emit(controls, event), signal: controls.signal };
   const cache = new Map<string, Promise<RegistryClient>>();
@@ -68,7 +69,7 @@ function clientsFor(options: BuildOptions, controls: OperationControls = {}): Cl
   };
 }
 
-async function baseDigest(engine: Engine, clients: Clients, reference: string): Promise<{ digest?: string; problem?: string }> {
+async function baseDigest(engine: Engine | undefined, clients: Clients, reference: string): Promise<{ digest?: string; problem?: string }> {
   let ref;
   try {
     ref = withDefaultTag(parseReference(reference));
@@ -83,6 +84,7 @@ async function baseDigest(engine: Engine, clients: Clients, reference: string): 
     if (!isThinkubeImageError(error) || !['ERR_REGISTRY_UNREACHABLE', 'ERR_TIMEOUT', 'ERR_REGISTRY_AUTH', 'ERR_REGISTRY'].includes(error.code)) throw error;
   }
   // Not in a registry we can read: the engine's copy still pins the content.
+  if (!engine) return { problem: `base image ${formatReference(ref)} is not in its registry` };
   try {
     const local = (await engine.docker.getImage(formatReference(ref)).inspect()) as { Id: string };
     return { digest: `local:${local.Id}` };
@@ -103,17 +105,36 @@ function explicitLabels(options: BuildOptions): Record<string, string> {
 }
 
 /**
+ * A base's digest as a run will see it when it builds (check mode: the digest a base of the same
+ * run will have once published); null: not known before it is built. undefined: ask the registry.
+ */
+export type BaseDigestOverride = (reference: string) => string | null | undefined;
+
+/**
  * Work out the input digest and whether the registry already holds an image built from it.
  * describe=false leaves out createdAt/imageSize (the caller fetches them when it needs them).
  */
-export async function planBuild(engine: Engine, options: BuildOptions, scan: ContextScan, clients: Clients = clientsFor(options), describe = true): Promise<InputPlan> {
+export async function planBuild(
+  engine: Engine | undefined,
+  options: BuildOptions,
+  scan: ContextScan,
+  clients: Clients = clientsFor(options),
+  describe = true,
+  override: BaseDigestOverride = () => undefined,
+): Promise<InputPlan> {
   const buildArgs = options.buildArgs ?? {};
   const bases: BaseImageDigest[] = [];
   let uncertain: string | undefined;
   // The files are hashed while the registries are asked for the base digests.
   const [fileLines, found] = await Promise.all([
     contextFileLines(scan),
-    Promise.all(baseImageReferences(scan.dockerfile, buildArgs, options.target).map(async (reference) => ({ reference, ...(await baseDigest(engine, clients, reference)) }))),
+    Promise.all(
+      baseImageReferences(scan.dockerfile, buildArgs, options.target).map(async (reference) => {
+        const known = override(reference);
+        if (known === null) return { reference, problem: `base image ${reference} is rebuilt by this run` };
+        return { reference, ...(known ? { digest: known } : await baseDigest(engine, clients, reference)) };
+      }),
+    ),
   ]);
   for (const base of found) {
     if (base.digest) bases.push({ reference: base.reference, digest: base.digest });
@@ -147,7 +168,7 @@ export async function describeExisting(client: RegistryClient, repository: strin
   }
 }
 
-function authFor(options: BuildOptions, registry: string): BuildOptions['auth'] {
+function authFor(options: Pick<BuildOptions, 'tags' | 'auth'>, registry: string): BuildOptions['auth'] {
   const first = withDefaultTag(parseReference(options.tags[0] as string));
   return registry === first.registry ? options.auth : options.auth?.dockerConfig ? { dockerConfig: options.auth.dockerConfig } : undefined;
 }
@@ -171,7 +192,7 @@ async function pullImage(engine: Engine, reference: string, options: BuildOption
 }
 
 /** Pull the image's current tag so the classic builder can use its layers as cache. */
-async function pullForCache(engine: Engine, reference: string, options: BuildOptions, controls: OperationControls): Promise<boolean> {
+export async function pullForCache(engine: Engine, reference: string, options: BuildOptions, controls: OperationControls): Promise<boolean> {
   const failure = await pullImage(engine, reference, options, controls);
   if (failure) emit(controls, { type: 'warning', message: `Could not pull ${reference} for use as build cache (${failure}); building without it` });
   return !failure;
@@ -182,7 +203,7 @@ async function pullForCache(engine: Engine, reference: string, options: BuildOpt
  * A base that moved in the registry (or an image of the set re-tagged by another run) must be
  * pulled first, or the new input digest would name an image built on the old base.
  */
-async function refreshBases(engine: Engine, bases: BaseImageDigest[], options: BuildOptions, controls: OperationControls): Promise<void> {
+export async function refreshBases(engine: Engine, bases: BaseImageDigest[], options: BuildOptions, controls: OperationControls): Promise<void> {
   for (const base of bases) {
     if (base.digest.startsWith('local:')) continue;
     let repoDigests: string[] = [];

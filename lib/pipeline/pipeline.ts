@@ -1,47 +1,31 @@
 /**
- * runPipeline: build -> push -> register for every image of an images folder (or a selection), in
- * the order the dependency graph gives. A failed image never stops unrelated images, and every
- * image built on it is skipped with the reason. Registration only ever follows a verified push.
+ * runPipeline: every image of an images folder (or a selection) through the one per-image path
+ * (lib/pipeline/image.ts), over the catalog's dependency graph, builds limited by a concurrency
+ * and run by an executor. Before anything is built, the checks gate the images: an image with an
+ * error (and every image built on it) stops there. A failed image never stops unrelated images.
+ * Check mode runs the same graph with dryRun and predicts the real run's `changed`.
  */
 import path from 'node:path';
-import { loadCatalog, order, formatProblem, type CatalogImage } from '../source/catalog.js';
-import { buildIfChanged, planBuild, type IncrementalBuildResult } from '../build/incremental.js';
-
-import { runPush } from '../publish/push.js';
-import { isValidTag } from '../registry/reference.js';
 import { execFile } from 'node:child_process';
-import { registerImage, type RegisterResult } from '../register/register.js';
-import { connectEngine, checkEngine, type Engine } from '../engine/engine.js';
-import { scanContext } from '../source/context.js';
-import { lockImage } from './image-lock.js';
-import { ThinkubeImageError, isThinkubeImageError } from '../core/errors.js';
+import { ThinkubeImageError } from '../core/errors.js';
 import { emit, type OperationControls } from '../core/progress.js';
 import { validate } from '../options/schema.js';
-import type { BuildOptions, PipelineOptions, RegisterOptions } from '../options/generated/types.js';
+import { checkImageNames, dependants, formatProblem, order, type Catalog, type CatalogImage, type LintProblem } from '../source/catalog.js';
+import { lintImages } from '../source/lint.js';
+import { isValidTag } from '../registry/reference.js';
+import { clientsFor } from '../build/incremental.js';
+import { EnginesExecutor } from '../build/engines-executor.js';
+import type { BuildExecutor } from '../build/executor.js';
+import type { EngineStats } from '../engine/pool.js';
+import { HarborClient } from '../harbor/client.js';
+import { resolveCredentials } from '../engine/push.js';
+import { runGraph, type GraphTask } from './graph.js';
+import { ImageRun, errorSummary, type PipelineImageResult, type RunContext } from './image.js';
+import type { PipelineOptions } from '../options/generated/types.js';
 
 export type { PipelineOptions };
-
-export type ImageStatus = 'done' | 'failed' | 'skipped' | 'planned';
-
-export interface PipelineImageResult {
-  name: string;
-  status: ImageStatus;
-  changed: boolean;
-  /** Why the image was skipped or failed. */
-  reason?: string;
-  tags: string[];
-  dependsOn: string[];
-  imageId?: string;
-  /** True when nothing was built: an image with the same inputs was already in the registry. */
-  buildSkipped?: boolean;
-  inputDigest?: string;
-  digest?: string;
-  imageSize?: number;
-  layersUploaded?: number;
-  registration?: { target: string; outcome: string; changed: boolean; location: string };
-  error?: { code: string; message: string; step?: string; logTail?: string[] };
-  durationMs: number;
-}
+export { errorSummary };
+export type { PipelineImageResult, ImageStatus, PlatformResult, ImageScanResult, ImageRegistration } from './image.js';
 
 export interface PipelineResult {
   images: PipelineImageResult[];
@@ -50,40 +34,13 @@ export interface PipelineResult {
   failed: boolean;
   durationMs: number;
   warnings: string[];
+  /** Where the builds ran: per engine, builds given and most at once. */
+  engines: EngineStats[];
 }
 
 export interface PipelineControls extends OperationControls {
-  /** Ansible check mode: plan only, change nothing. */
+  /** Ansible check mode: plan only, change nothing, predict `changed`. */
   checkMode?: boolean;
-}
-
-export function errorSummary(error: unknown): PipelineImageResult['error'] {
-  if (isThinkubeImageError(error)) {
-    const step = typeof error.details.step === 'string' ? error.details.step : undefined;
-    const logTail = Array.isArray(error.details.logTail) ? (error.details.logTail as string[]).slice(-30) : undefined;
-    return { code: error.code, message: error.fullMessage, step, logTail };
-  }
-  return { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
-}
-
-/**
- * Marks an image skipped, with the reason, when an image it builds on was not built or the run was
- * cancelled before it started. Shared by the sequential and the scheduled pipeline.
- */
-export function skipBeforeStart(result: PipelineImageResult, results: Map<string, PipelineImageResult>, controls: OperationControls): boolean {
-  const blocked = result.dependsOn.filter((d) => results.get(d)?.status === 'failed' || results.get(d)?.status === 'skipped');
-  if (blocked.length > 0) {
-    result.status = 'skipped';
-    result.reason = `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built`;
-    emit(controls, { type: 'warning', message: `${result.name} skipped: ${result.reason}` });
-    return true;
-  }
-  if (controls.signal?.aborted) {
-    result.status = 'skipped';
-    result.reason = 'cancelled before it started';
-    return true;
-  }
-  return false;
 }
 
 export async function runPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
@@ -91,147 +48,141 @@ export async function runPipeline(options: PipelineOptions, controls: PipelineCo
   return runValidatedPipeline(valid, controls);
 }
 
+/** Images stopped by the checks: an image's own errors, the images built on it, or every image for an error of no image. */
+export function gateOnChecks(catalog: Catalog, problems: LintProblem[], selected: string[]): Map<string, { problems: LintProblem[]; blockedBy?: string }> {
+  const stopped = new Map<string, { problems: LintProblem[]; blockedBy?: string }>();
+  const errors = problems.filter((p) => p.severity === 'error');
+  const general = errors.filter((p) => !p.image);
+  const wanted = new Set(selected);
+  for (const name of selected) {
+    const own = errors.filter((p) => p.image === name);
+    if (own.length > 0 || general.length > 0) stopped.set(name, { problems: [...general, ...own] });
+  }
+  for (const [name, entry] of [...stopped]) {
+    if (entry.problems.length === 0) continue;
+    for (const dependant of dependants(catalog, name)) {
+      if (wanted.has(dependant) && !stopped.has(dependant)) stopped.set(dependant, { problems: [], blockedBy: name });
+    }
+  }
+  return stopped;
+}
+
 /** The pipeline for options already validated (the command layer validates with its own naming). */
 export async function runValidatedPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
   const started = Date.now();
-  const project = options.project ?? 'library';
-  const tagNames = options.tags ?? ['latest'];
+  const dryRun = controls.checkMode === true;
+  const project = options.project as string;
+  const tagNames = options.tags as string[];
   const buildArgs = { HARBOR_REGISTRY: options.registry, ...(options.buildArgs ?? {}) };
-  const catalog = await loadCatalog(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs });
-  const plan = order(catalog, options.images);
-  const selected = new Set(plan.names);
-  const errors = catalog.problems.filter((p) => p.severity === 'error' && plan.images.some((i) => p.file.includes(i.name) || !p.file));
-  if (errors.length > 0) {
-    throw new ThinkubeImageError('ERR_LINT', `The images folder has ${errors.length} problem(s): ${errors.map(formatProblem).join('; ')}`, {
-      hint: 'Fix them (node bin/lint.js shows every check) before building',
-      details: { problems: errors },
-    });
-  }
-  // Several engines, parallel images or several platforms: the scheduled path (lib/scheduler.ts).
-  if (options.engines || (options.concurrency ?? 1) > 1 || options.platforms || plan.images.some((i) => i.metadata?.platforms)) {
-    const { runScheduledPipeline } = await import('./scheduler.js');
-    return runScheduledPipeline({ options, plan, project, tagNames, buildArgs, started }, controls);
-  }
-  const warnings: string[] = [];
-  const results = new Map<string, PipelineImageResult>();
-  const engine = connectEngine(options.engine);
-  if (!controls.checkMode) await checkEngine(engine);
+  const lint = await lintImages(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs });
+  const { catalog } = lint;
+  const selected = options.images ?? catalog.images.map((i) => i.name);
+  checkImageNames(catalog, selected, 'images');
 
+  const stopped = gateOnChecks(catalog, lint.problems, selected);
+  const plan = order(catalog, selected.filter((n) => !stopped.has(n)));
+  const names = [...plan.names, ...selected.filter((n) => stopped.has(n))];
+  const byName = new Map(catalog.images.map((i) => [i.name, i]));
+  const inRun = new Set(selected);
+
+  const executor: BuildExecutor = new EnginesExecutor({
+    engines: options.engines,
+    engine: options.engine,
+    concurrency: options.concurrency,
+    registry: options.registry,
+    auth: options.auth,
+    registryTls: options.registryTls,
+    retry: options.retry,
+  });
+  const platformsOf = (image: CatalogImage): string[] | undefined => image.metadata?.platforms ?? options.platforms;
+  await executor.check(plan.images.flatMap((i) => platformsOf(i) ?? [undefined]), 'the pipeline');
+
+  const ctx: RunContext = {
+    options,
+    project,
+    tagNames,
+    buildArgs,
+    executor,
+    clients: clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls),
+    harbor: options.scan?.enabled ? await harborFor(options) : undefined,
+    dryRun,
+    controls,
+    warnings: [],
+    predicted: new Map(),
+  };
   const revision = options.tagging?.gitRevision ? await gitRevisionTag(path.resolve(options.imagesDir)) : undefined;
-  for (const image of plan.images) {
+  const runs = new Map<string, ImageRun>();
+  const results = new Map<string, PipelineImageResult>();
+  for (const name of names) {
+    const image = byName.get(name) as CatalogImage;
+    const dependsOn = image.dependsOn.filter((d) => inRun.has(d));
     const tags = imageTags(image, options, tagNames, project, revision);
-    const dependsOn = image.dependsOn.filter((d) => selected.has(d));
-    const result: PipelineImageResult = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
-    results.set(image.name, result);
-    if (skipBeforeStart(result, results, controls)) continue;
-    if (controls.checkMode) {
-      result.status = 'planned';
-      try {
-        const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath, maxBytes: options.maxContextBytes });
-        const planned = await planBuild(engine, buildOptions(image, tags, buildArgs, options), scan);
-        result.inputDigest = planned.inputDigest;
-        const skip = Boolean(planned.existing) && !options.force;
-        result.buildSkipped = skip;
-        result.digest = planned.existing;
-        // A dependant of an image that would be rebuilt gets a new base: it would be rebuilt too.
-        const baseRebuilt = dependsOn.some((d) => results.get(d)?.buildSkipped === false);
-        result.changed = !skip || baseRebuilt;
-        result.reason = skip && !baseRebuilt ? `inputs unchanged (${planned.inputTag}): would build nothing` : `would build, push ${tags.join(', ')}${options.register === false ? '' : ' and register'}`;
-        if (baseRebuilt) result.buildSkipped = false;
-      } catch (error) {
-        result.status = 'failed';
-        result.error = errorSummary(error);
-        result.reason = result.error?.message;
-      }
+    const gate = stopped.get(name);
+    if (gate) {
+      results.set(name, gatedResult(image, tags, dependsOn, gate));
       continue;
     }
-    const imageStarted = Date.now();
-    emit(controls, { type: 'info', message: `==> ${image.name}: build, push${options.register === false ? '' : ', register'}` });
-    // Another run building this image on this host finishes first; this one then finds it built.
-    let unlock: (() => Promise<void>) | undefined;
-    try {
-      unlock = await lockImage(`${options.registry}/${project}/${image.name}`, controls);
-      const built = await buildOne(engine, image, tags, buildArgs, options, controls);
-      result.buildSkipped = built.skipped;
-      result.inputDigest = built.inputDigest;
-      warnings.push(...built.warnings.map((w) => `${image.name}: ${w}`));
-      let pushed: { digest: string; imageSize: number };
-      if (built.skipped) {
-        // Nothing built: the registry already has it, and the requested tags were moved to it.
-        pushed = { digest: built.digest as string, imageSize: built.imageSize ?? 0 };
-        result.layersUploaded = 0;
-        result.changed = built.retagged.some((r) => r.changed);
-        result.reason = built.reason;
-      } else {
-        result.imageId = built.imageId;
-        const push = await runPush(engine, { tags: built.tags as [string, ...string[]], auth: options.auth, registryTls: options.registryTls, retry: options.retry }, controls);
-        pushed = push;
-        result.layersUploaded = push.tags.reduce((n, t) => n + t.layersUploaded, 0);
-        result.changed = true;
-        warnings.push(...push.warnings.map((w) => `${image.name}: ${w}`));
-      }
-      result.digest = pushed.digest;
-      result.imageSize = pushed.imageSize;
-      if (options.register !== false) {
-        const builtAt = (built.skipped ? built.createdAt : built.labels['org.opencontainers.image.created']) ?? new Date().toISOString();
-        const registered = await registerOne(image, pushed, options, project, tagNames[0] as string, builtAt, controls);
-        result.registration = { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
-        result.changed ||= registered.changed;
-        warnings.push(...registered.warnings.map((w) => `${image.name}: ${w}`));
-      }
-      result.status = 'done';
-    } catch (error) {
-      result.status = 'failed';
-      result.error = errorSummary(error);
-      result.reason = result.error?.message;
-      emit(controls, { type: 'warning', message: `${image.name} failed: ${result.error?.message ?? ''}` });
-    } finally {
-      await unlock?.();
-      result.durationMs = Date.now() - imageStarted;
-    }
+    const run = new ImageRun(image, tags, dependsOn, platformsOf(image), ctx);
+    runs.set(name, run);
+    results.set(name, run.result);
   }
-  const images = plan.names.map((n) => results.get(n) as PipelineImageResult);
+
+  // The graph: plan an image once the images it builds on are published; one build node per
+  // platform (the only nodes that take a concurrency slot); finish = publish, scan, register.
+  const tasks: Array<GraphTask<void>> = [];
+  for (const run of runs.values()) {
+    const n = run.image.name;
+    tasks.push({ id: `plan:${n}`, slots: 0, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
+    run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
+    tasks.push({ id: `finish:${n}`, slots: 0, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
+  }
+  const concurrency = options.concurrency ?? (executor instanceof EnginesExecutor ? executor.capacity : 1);
+  try {
+    await runGraph(tasks, { concurrency, signal: controls.signal });
+  } finally {
+    await Promise.all([...runs.values()].map((r) => r.close()));
+    ctx.warnings.push(...(await executor.close()));
+  }
+
+  for (const name of names) {
+    const result = results.get(name) as PipelineImageResult;
+    if (result.status !== 'planned' || (dryRun && result.reason)) continue;
+    // Never started: an image it builds on did not make it, or the run was cancelled.
+    const blocked = result.dependsOn.filter((d) => ['failed', 'skipped'].includes(results.get(d)?.status ?? ''));
+    result.status = 'skipped';
+    result.reason = blocked.length > 0 ? `builds on ${blocked.join(', ')}, which ${blocked.length === 1 ? 'was' : 'were'} not built` : 'cancelled before it started';
+    if (blocked.length > 0) emit(controls, { type: 'warning', message: `${name} skipped: ${result.reason}` });
+  }
+  const images = names.map((n) => results.get(n) as PipelineImageResult);
   return {
     images,
-    order: plan.names,
+    order: names,
     changed: images.some((i) => i.changed),
     failed: images.some((i) => i.status === 'failed'),
     durationMs: Date.now() - started,
-    warnings,
+    warnings: ctx.warnings,
+    engines: executor.stats(),
   };
 }
 
-export function buildOptions(image: CatalogImage, tags: string[], buildArgs: Record<string, string>, options: PipelineOptions): BuildOptions {
-  return {
-    context: image.dir,
-    dockerfile: image.dockerfilePath,
-    tags: tags as [string, ...string[]],
-    buildArgs,
-    noCache: options.noCache,
-    pull: options.pull,
-    title: image.metadata?.display_name,
-    version: image.metadata?.version,
-    source: options.registration?.sourceUrl,
-    skipUnchanged: true,
-    stallTimeoutSeconds: options.stallTimeoutSeconds,
-    maxContextBytes: options.maxContextBytes,
-    secretBuildArgs: options.secretBuildArgs,
-    force: options.force,
-    auth: options.auth,
-    registryTls: options.registryTls,
-  };
+function gatedResult(image: CatalogImage, tags: string[], dependsOn: string[], gate: { problems: LintProblem[]; blockedBy?: string }): PipelineImageResult {
+  const base = { name: image.name, changed: false, tags, dependsOn, durationMs: 0 };
+  if (gate.blockedBy) return { ...base, status: 'skipped', reason: `builds on ${gate.blockedBy}, which has check errors` };
+  const message = `${image.name} does not pass the checks: ${gate.problems.map(formatProblem).join('; ')}`;
+  return { ...base, status: 'failed', reason: message, error: { code: 'ERR_LINT', message: `${message} (fix them; node bin/lint.js shows every check)` } };
 }
 
-async function buildOne(
-  engine: Engine,
-  image: CatalogImage,
-  tags: string[],
-  buildArgs: Record<string, string>,
-  options: PipelineOptions,
-  controls: OperationControls,
-): Promise<IncrementalBuildResult> {
-  const scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath, maxBytes: options.maxContextBytes });
-  return buildIfChanged(engine, buildOptions(image, tags, buildArgs, options), scan, controls);
+async function harborFor(options: PipelineOptions): Promise<HarborClient> {
+  const credentials = await resolveCredentials(options.registry, options.auth);
+  const tls = options.registryTls;
+  const scan = options.scan ?? {};
+  return new HarborClient({
+    ...(scan.harborUrl ? { url: scan.harborUrl } : tls?.plainHttp ? { url: `http://${options.registry}` } : { host: options.registry }),
+    ...(scan.harborBasePath !== undefined ? { basePath: scan.harborBasePath } : {}),
+    ...(credentials?.username && credentials.password ? { username: credentials.username, password: credentials.password } : {}),
+    ...(tls?.validateCerts === false ? { validateCerts: false } : {}),
+    ...(tls?.caFile ? { caFile: tls.caFile } : {}),
+  });
 }
 
 /** The references an image is pushed under: the tags, plus those of the tagging strategy, each checked. */
@@ -254,32 +205,4 @@ export async function gitRevisionTag(dir: string): Promise<string | undefined> {
   if (!commit) return undefined;
   const dirty = await run(['status', '--porcelain', '--', '.']);
   return `git-${commit}${dirty ? '-dirty' : ''}`;
-}
-
-export async function registerOne(
-  image: CatalogImage,
-  pushed: { digest: string; imageSize: number },
-  options: PipelineOptions,
-  project: string,
-  tag: string,
-  builtAt: string,
-  controls: OperationControls,
-  platforms?: string[],
-): Promise<RegisterResult> {
-  if (!image.metadata) throw new ThinkubeImageError('ERR_LINT', `${image.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
-  const registerOptions: RegisterOptions = {
-    ...(options.registration ?? {}),
-    image: image.metadata,
-    reference: {
-      registry: options.registry,
-      repository: `${project}/${image.name}`,
-      tag,
-      digest: pushed.digest,
-      sizeBytes: pushed.imageSize || undefined,
-      builtAt: builtAt.replace(/\.\d{3}Z$/, 'Z'),
-      ...(platforms ? { platforms } : {}),
-    },
-  };
-  // Retries of the registration are reported like the others.
-  return registerImage(registerOptions, { signal: controls.signal, onEvent: (event) => (event.type === 'retry' ? emit(controls, event) : undefined) });
 }

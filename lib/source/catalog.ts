@@ -467,7 +467,8 @@ export interface BuildOrder {
   fromRegistry: Array<{ image: string; base: string }>;
 }
 
-function unknownNames(catalog: Catalog, names: string[], field: string): void {
+/** Throws a ValidationError naming every name that is not an image of the catalog. */
+export function checkImageNames(catalog: Catalog, names: string[], field: string): void {
   const known = new Set(catalog.images.map((i) => i.name));
   const problems = names.flatMap((n, i) => (known.has(n) ? [] : [{ field: `${field}[${i}]`, message: `"${n}" is not an image of ${displayPath(catalog.dir, catalog.relativeTo)} (known: ${[...known].join(', ') || 'none'})` }]));
   if (problems.length > 0) throw new ValidationError('image selection', problems);
@@ -481,7 +482,7 @@ function unknownNames(catalog: Catalog, names: string[], field: string): void {
  * valid reference. Other defects are not checked here: run lintImages first.
  */
 export function order(catalog: Catalog, selected?: string[]): BuildOrder {
-  if (selected) unknownNames(catalog, selected, 'selected');
+  if (selected) checkImageNames(catalog, selected, 'selected');
   const members = new Set(selected ?? catalog.images.map((i) => i.name));
   const cycles = findCycles(catalog, [...members]);
   if (cycles.length > 0) {
@@ -517,7 +518,7 @@ export function order(catalog: Catalog, selected?: string[]): BuildOrder {
 
 /** Images that build on `name`, directly or through others, in build order. */
 export function dependants(catalog: Catalog, name: string): string[] {
-  unknownNames(catalog, [name], 'name');
+  checkImageNames(catalog, [name], 'name');
   const out = new Set<string>();
   let frontier = [name];
   while (frontier.length > 0) {
@@ -541,7 +542,7 @@ export function dependants(catalog: Catalog, name: string): string[] {
 
 /** Images `name` builds on, directly or through others (nearest first, then alphabetical). */
 export function ancestors(catalog: Catalog, name: string): string[] {
-  unknownNames(catalog, [name], 'name');
+  checkImageNames(catalog, [name], 'name');
   const byName = new Map(catalog.images.map((i) => [i.name, i]));
   const out: string[] = [];
   let frontier = [name];

@@ -292,10 +292,11 @@ async function checkRequirementFiles(catalog: Catalog, image: CatalogImage, out:
   }
 }
 
+/** JupyterHub offers the Jupyter images of a set with one of them preselected: exactly one is the default. */
 function checkDefault(catalog: Catalog): LintProblem[] {
   const defaults = catalog.images.filter((i) => i.metadata?.metadata?.default === true);
-  const withMetadata = catalog.images.filter((i) => i.metadata !== undefined);
-  if (defaults.length === 1 || withMetadata.length === 0) return [];
+  const jupyter = catalog.images.filter((i) => i.metadata?.category === 'jupyter');
+  if (defaults.length === 1 || (jupyter.length === 0 && defaults.length === 0)) return [];
   if (defaults.length === 0) {
     return [{ severity: 'error', file: rel(catalog, catalog.dir), rule: 'default', message: `no image of ${rel(catalog, catalog.dir)} has metadata.default: true`, hint: 'exactly one image is the default: set metadata.default: true in one image.yaml' }];
   }

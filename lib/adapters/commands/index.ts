@@ -3,7 +3,7 @@
  * the registry into one multi-architecture image (OCI image index or Docker manifest list) and put
  * it under every tag. `changed` only when a tag now points at a different index.
  */
-import { runAssembleImageIndex } from '../../build/multiarch.js';
+import { runAssembleImageIndex } from '../../publish/index.js';
 import { validate } from '../../options/schema.js';
 import type { ImageIndexOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';

@@ -11,8 +11,9 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
   const count = (status: string): number => result.images.filter((i) => i.status === status).length;
   const failedNames = result.images.filter((i) => i.status === 'failed').map((i) => i.name);
   const skippedNames = result.images.filter((i) => i.status === 'skipped').map((i) => i.name);
+  const changing = result.images.filter((i) => i.changed).map((i) => i.name);
   const parts = context.checkMode
-    ? [`would build ${count('planned')} image(s) in order ${result.order.join(', ')}`]
+    ? [`${count('planned')} image(s) planned in order ${result.order.join(', ')}; ${changing.length ? `would change ${changing.join(', ')}` : 'nothing would change'}`, ...(failedNames.length ? [`would fail: ${failedNames.join(', ')}`] : []), ...(skippedNames.length ? [`skipped: ${skippedNames.join(', ')}`] : [])]
     : [`${count('done')} done`, ...(failedNames.length ? [`failed: ${failedNames.join(', ')}`] : []), ...(skippedNames.length ? [`skipped: ${skippedNames.join(', ')}`] : [])];
   const firstFailure = result.images.find((i) => i.status === 'failed');
   // What was done and what was not, also when the run was interrupted.

@@ -1,5 +1,5 @@
 /** The push command / thinkube_image_push module: pushImage; `changed` only when the registry changed. */
-import { runPush, resolveCredentials, registryClientFor } from '../../publish/push.js';
+import { runPush, resolveCredentials, registryClientFor } from '../../engine/push.js';
 import { connectEngine, withEngineTimeout } from '../../engine/engine.js';
 import { parseReference, withDefaultTag, formatReference } from '../../registry/reference.js';
 import { validate } from '../../options/schema.js';

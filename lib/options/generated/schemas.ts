@@ -1277,6 +1277,45 @@ export const schemaDocuments = {
       "registryTls": {
         "$ref": "common.schema.json#/definitions/registryTls"
       },
+      "scan": {
+        "title": "ScanGateSettings",
+        "description": "Harbor's vulnerability scan as a step between the push and the registration: the pushed digest is scanned, and an image with vulnerabilities of maxSeverity or worse (or a scan that fails or times out) fails and is not registered. Needs Harbor (the registry's API) and credentials that may scan.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "enabled": {
+            "description": "Scan every pushed image and gate its registration on the result.",
+            "type": "boolean",
+            "default": false
+          },
+          "maxSeverity": {
+            "description": "The lowest severity that fails the gate; none fails on any vulnerability.",
+            "type": "string",
+            "enum": [
+              "critical",
+              "high",
+              "medium",
+              "low",
+              "none"
+            ],
+            "default": "critical"
+          },
+          "timeoutSeconds": {
+            "description": "Fail the image when Harbor's scan has not finished after this long.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 86400,
+            "default": 600
+          },
+          "harborUrl": {
+            "description": "Harbor's base URL when it is not https://<registry> (e.g. a proxy in front of the API).",
+            "$ref": "harbor-options.schema.json#/properties/url"
+          },
+          "harborBasePath": {
+            "$ref": "harbor-options.schema.json#/properties/basePath"
+          }
+        }
+      },
       "register": {
         "description": "Register each pushed image (after its digest was verified).",
         "type": "boolean",

@@ -735,6 +735,7 @@ export interface PipelineOptions {
   platforms?: PlatformNames;
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
+  scan?: ScanGateSettings;
   /**
    * Register each pushed image (after its digest was verified).
    */
@@ -757,6 +758,31 @@ export interface TaggingStrategy {
    * Also tag with git-<short commit> when the images folder is in a git repository (a dirty tree adds -dirty).
    */
   gitRevision?: boolean;
+}
+/**
+ * Harbor's vulnerability scan as a step between the push and the registration: the pushed digest is scanned, and an image with vulnerabilities of maxSeverity or worse (or a scan that fails or times out) fails and is not registered. Needs Harbor (the registry's API) and credentials that may scan.
+ */
+export interface ScanGateSettings {
+  /**
+   * Scan every pushed image and gate its registration on the result.
+   */
+  enabled?: boolean;
+  /**
+   * The lowest severity that fails the gate; none fails on any vulnerability.
+   */
+  maxSeverity?: 'critical' | 'high' | 'medium' | 'low' | 'none';
+  /**
+   * Fail the image when Harbor's scan has not finished after this long.
+   */
+  timeoutSeconds?: number;
+  /**
+   * Harbor's base URL when it is not https://<registry> (e.g. a proxy in front of the API).
+   */
+  harborUrl?: string;
+  /**
+   * Path of the REST API below the URL. Harbor serves it at /api/v2.0; an API mock serving the swagger without the prefix needs an empty string.
+   */
+  harborBasePath?: string;
 }
 /**
  * How images are registered: the options of registerImage other than image and reference.

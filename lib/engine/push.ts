@@ -4,7 +4,7 @@
  * or mounted, or a tag now points somewhere new.
  */
 import { ThinkubeImageError } from '../core/errors.js';
-import { connectEngine, engineError, type Engine } from '../engine/engine.js';
+import { connectEngine, engineError, type Engine } from './engine.js';
 import { loadDockerCredentials, registryAuthHeader, type RegistryCredentials } from '../registry/docker-config.js';
 import { parseReference, withDefaultTag, formatReference } from '../registry/reference.js';
 import { RegistryClient, registryRetryPolicy } from '../registry/client.js';

@@ -1,0 +1,53 @@
+/**
+ * Where a build runs. The per-image path (lib/pipeline/image.ts) asks an executor to build one
+ * image for one platform and push it under its input tag (in-<digest>); everything after that
+ * (tags, index, scan, registration) happens registry-side, the same for every executor. Today:
+ * the engines of an EnginePool (one engine is a pool of one). A cluster executor implements the
+ * same interface.
+ */
+import type { ContextScan } from '../source/context.js';
+import type { Engine } from '../engine/engine.js';
+import type { EngineStats } from '../engine/pool.js';
+import type { OperationControls } from '../core/progress.js';
+import type { BuildOptions } from '../options/generated/types.js';
+
+export interface BuildRequest {
+  /** What is built, for messages and errors: registry/repository [platform]. */
+  what: string;
+  /** Tagged only with the input tag (in-<digest>), labelled with the input digest. */
+  options: BuildOptions;
+  scan: ContextScan;
+  /** Base image references (FROM) the build uses, with the digests the input digest was made of. */
+  bases: Array<{ reference: string; digest: string }>;
+  /** A reference whose layers may serve as cache (the image's current tag), when it exists. */
+  cacheFrom?: string;
+}
+
+export interface BuiltImage {
+  /** Manifest digest the registry holds under the input tag. */
+  digest: string;
+  /** Compressed size of config and layers. */
+  imageSize: number;
+  layersUploaded: number;
+  imageId?: string;
+  /** The OCI created label of the image. */
+  createdAt?: string;
+  /** Name of the engine (or node) that built it. */
+  engine?: string;
+  warnings: string[];
+}
+
+export interface BuildExecutor {
+  /** e.g. "engine" or "engines"; shows in results. */
+  readonly kind: string;
+  /** Fails (with a clear error) when the executor cannot build at all or lacks a platform. */
+  check(platforms: Array<string | undefined>, what: string): Promise<void>;
+  /** The engine that may hold base images found in no registry (planning), if there is one. */
+  localEngine(platform: string | undefined): Engine | undefined;
+  /** Build and push under the request's input tag. Throws BuildError and friends. */
+  build(request: BuildRequest, controls: OperationControls): Promise<BuiltImage>;
+  /** Per engine (or node): builds given and most at once. */
+  stats(): EngineStats[];
+  /** Undo what the run left on the engines; returns warnings. */
+  close(): Promise<string[]>;
+}

@@ -1,0 +1,411 @@
+/**
+ * The one path of an image through a run: plan -> build (per platform, on the executor) ->
+ * publish (tags, or an index for several platforms, set registry-side) -> scan gate -> register.
+ * Check mode walks the same path with dryRun: every step says what it would change and changes
+ * nothing, so `changed` of a check run is the `changed` of the real run that follows.
+ */
+import { ThinkubeImageError, isThinkubeImageError } from '../core/errors.js';
+import { emit, type OperationControls } from '../core/progress.js';
+import { scanContext, type ContextScan } from '../source/context.js';
+import { INPUT_DIGEST_LABEL } from '../source/input-digest.js';
+import type { CatalogImage } from '../source/catalog.js';
+import { formatPlatform, parsePlatform, platformMatches } from '../engine/pool.js';
+import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
+import { planBuild, type Clients, type InputPlan } from '../build/incremental.js';
+import type { BuildExecutor, BuiltImage } from '../build/executor.js';
+import { moveTags, type TagMove } from '../publish/tags.js';
+import { describeImageManifest, putImageIndex, type IndexEntry } from '../publish/index.js';
+import { scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
+import type { HarborClient } from '../harbor/client.js';
+import { registerImage, type RegisterOutcome } from '../register/register.js';
+import { lockImage } from './image-lock.js';
+import type { BuildOptions, PipelineOptions, RegisterOptions } from '../options/generated/types.js';
+
+export type ImageStatus = 'done' | 'failed' | 'skipped' | 'planned';
+
+export interface PlatformResult {
+  platform: string;
+  /** Manifest digest of the platform's image (absent in check mode when it would be built). */
+  digest?: string;
+  /** Engine that built it (absent when not built). */
+  engine?: string;
+  /** Not built: the registry already held an image with these inputs. */
+  skipped: boolean;
+  inputDigest: string;
+  inputTag: string;
+}
+
+export interface ImageScanResult {
+  /** Harbor's final scan status, Timeout, or not-run (check mode, or the gate is off). */
+  status: ScanGateResult['status'] | 'not-run';
+  passed: boolean;
+  counts?: SeverityCounts;
+  summary: string;
+  maxSeverity?: string;
+}
+
+export interface ImageRegistration {
+  target: string;
+  outcome: RegisterOutcome | 'would-register';
+  changed: boolean;
+  location: string;
+}
+
+export interface PipelineImageResult {
+  name: string;
+  /** planned: check mode, the real run would run it. */
+  status: ImageStatus;
+  /** Something changed (check mode: would change): an image built, a tag moved, the registration. */
+  changed: boolean;
+  /** What happened (or would), or why the image was skipped or failed. */
+  reason?: string;
+  tags: string[];
+  dependsOn: string[];
+  /** No platform was (or would be) built: the registry already held images with these inputs. */
+  buildSkipped?: boolean;
+  inputDigest?: string;
+  /** The manifest (or, for several platforms, the index) the tags name. */
+  digest?: string;
+  imageSize?: number;
+  layersUploaded?: number;
+  imageId?: string;
+  /** Engine that built a single-platform image. */
+  engine?: string;
+  /** Several platforms: each platform's image. */
+  platforms?: PlatformResult[];
+  /** Tags that moved (check mode: would move) to the digest. */
+  tagsMoved?: string[];
+  scan?: ImageScanResult;
+  registration?: ImageRegistration;
+  error?: { code: string; message: string; step?: string; logTail?: string[] };
+  durationMs: number;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+/** What every image of a run shares. */
+export interface RunContext {
+  /** Validated pipeline options. */
+  options: PipelineOptions;
+  project: string;
+  /** Tag names of the registration (the first) and of every image. */
+  tagNames: string[];
+  buildArgs: Record<string, string>;
+  executor: BuildExecutor;
+  clients: Clients;
+  harbor?: HarborClient;
+  dryRun: boolean;
+  controls: OperationControls;
+  warnings: string[];
+  /**
+   * Check mode: the digest each tag of an image of this run will name once it is published, so
+   * that the images built on it are planned with it; null: rebuilt, not known before the build.
+   */
+  predicted: Map<string, string | null>;
+}
+
+interface Variant {
+  platform?: string;
+  plan: InputPlan;
+  /** The existing image is reused. */
+  reuse: boolean;
+  /** Several platforms: the existing image's index entry, or the built one's. */
+  entry?: IndexEntry;
+  /** Why an existing in-<digest> image cannot be reused. */
+  unusable?: string;
+  built?: BuiltImage;
+}
+
+export function errorSummary(error: unknown): PipelineImageResult['error'] {
+  if (isThinkubeImageError(error)) {
+    const step = typeof error.details.step === 'string' ? error.details.step : undefined;
+    const logTail = Array.isArray(error.details.logTail) ? (error.details.logTail as string[]).slice(-30) : undefined;
+    return { code: error.code, message: error.fullMessage, step, logTail };
+  }
+  return { code: 'ERR_INTERNAL', message: error instanceof Error ? error.message : String(error) };
+}
+
+function canonical(reference: string): string {
+  try {
+    return formatReference(withDefaultTag(parseReference(reference)));
+  } catch {
+    return reference;
+  }
+}
+
+function platformError(error: unknown, platform: string, engine: string | undefined, what: string): ThinkubeImageError {
+  const where = `${platform}${engine ? ` on engine ${engine}` : ''}`;
+  if (isThinkubeImageError(error)) {
+    if (error.code === 'ERR_ABORTED') return error;
+    return new ThinkubeImageError(error.code, `${what} for ${where}: ${error.message}`, { hint: error.hint, cause: error, details: { ...error.details, platform, engine } });
+  }
+  return new ThinkubeImageError('ERR_BUILD_FAILED', `${what} for ${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { platform, engine } });
+}
+
+/** One image of the plan. The graph runner calls plan(), then build(i) for each platform, then finish(). */
+export class ImageRun {
+  readonly result: PipelineImageResult;
+  readonly image: CatalogImage;
+  readonly platforms: Array<string | undefined>;
+  readonly #ctx: RunContext;
+  readonly #repository: string;
+  #scan?: ContextScan;
+  #variants: Variant[] = [];
+  #unlock?: () => Promise<void>;
+  #started = 0;
+
+  constructor(image: CatalogImage, tags: string[], dependsOn: string[], platforms: string[] | undefined, ctx: RunContext) {
+    this.image = image;
+    this.platforms = platforms ?? [undefined];
+    this.#ctx = ctx;
+    this.#repository = `${ctx.project}/${image.name}`;
+    this.result = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
+  }
+
+  get multiArch(): boolean {
+    return this.platforms[0] !== undefined;
+  }
+
+  get #what(): string {
+    return `${this.#ctx.options.registry}/${this.#repository}`;
+  }
+
+  #buildOptions(platform: string | undefined): BuildOptions {
+    const { options } = this.#ctx;
+    return {
+      context: this.image.dir,
+      dockerfile: this.image.dockerfilePath,
+      tags: this.result.tags as [string, ...string[]],
+      buildArgs: this.#ctx.buildArgs,
+      noCache: options.noCache,
+      pull: options.pull,
+      title: this.image.metadata?.display_name,
+      version: this.image.metadata?.version,
+      source: options.registration?.sourceUrl,
+      stallTimeoutSeconds: options.stallTimeoutSeconds,
+      maxContextBytes: options.maxContextBytes,
+      secretBuildArgs: options.secretBuildArgs,
+      force: options.force,
+      auth: options.auth,
+      registryTls: options.registryTls,
+      ...(platform ? { platform } : {}),
+    };
+  }
+
+  /** Record a failure of any step (the graph then skips what is left of this image and its dependants). */
+  async #fail(error: unknown): Promise<never> {
+    this.result.status = 'failed';
+    this.result.error = errorSummary(error);
+    this.result.reason = this.result.error?.message;
+    emit(this.#ctx.controls, { type: 'warning', message: `${this.image.name} failed: ${this.result.error?.message ?? ''}` });
+    await this.#end();
+    throw error;
+  }
+
+  /** Input digests of every platform, and whether the registry already holds each. */
+  async plan(): Promise<void> {
+    const { controls, dryRun, options } = this.#ctx;
+    this.#started = Date.now();
+    this.result.startedAt = new Date(this.#started).toISOString();
+    try {
+      if (!dryRun) {
+        emit(controls, { type: 'info', message: `==> ${this.image.name}: build, push${options.register === false ? '' : ', register'}${this.multiArch ? ` (${this.platforms.join(', ')})` : ''}` });
+        // Another run building this image on this host finishes first; this one then finds it built.
+        this.#unlock = await lockImage(this.#what, controls);
+      }
+      this.#scan = await scanContext(this.image.dir, { dockerfile: this.image.dockerfilePath, maxBytes: options.maxContextBytes });
+      const override = (reference: string): string | null | undefined => this.#ctx.predicted.get(canonical(reference));
+      const client = await this.#ctx.clients.get(options.registry);
+      this.#variants = await Promise.all(
+        this.platforms.map(async (platform): Promise<Variant> => {
+          const plan = await planBuild(this.#ctx.executor.localEngine(platform), this.#buildOptions(platform), this.#scan as ContextScan, this.#ctx.clients, true, override);
+          const variant: Variant = { platform, plan, reuse: false };
+          if (plan.existing && platform) {
+            try {
+              const entry = await describeImageManifest(client, this.#repository, plan.existing);
+              if (platformMatches(entry.platform, parsePlatform(platform))) variant.entry = entry;
+              else variant.unusable = `${plan.inputTag} holds an image for ${formatPlatform(entry.platform)}, not ${platform}`;
+            } catch (error) {
+              variant.unusable = `${plan.inputTag} cannot be read (${(error as Error).message})`;
+            }
+          }
+          variant.reuse = Boolean(plan.existing) && !variant.unusable && !options.force;
+          return variant;
+        }),
+      );
+      this.result.inputDigest = this.multiArch ? undefined : this.#variants[0]?.plan.inputDigest;
+    } catch (error) {
+      await this.#fail(error);
+    }
+  }
+
+  /** Build one platform (index into platforms) unless the registry holds it; dryRun: only say so. */
+  async build(index: number): Promise<void> {
+    const variant = this.#variants[index] as Variant;
+    const { plan, platform } = variant;
+    const what = `${this.#what}${platform ? ` ${platform}` : ''}`;
+    if (variant.reuse) {
+      emit(this.#ctx.controls, { type: 'info', message: `${what}: inputs unchanged (${plan.inputTag}), not rebuilt` });
+      return;
+    }
+    if (variant.unusable) this.#ctx.warnings.push(`${what}: ${variant.unusable}; rebuilding`);
+    if (this.#ctx.dryRun) return;
+    try {
+      const client = await this.#ctx.clients.get(this.#ctx.options.registry);
+      const first = withDefaultTag(parseReference(this.result.tags[0] as string));
+      // The image's current tag serves as layer cache for a native build, when there is one.
+      const cacheFrom = !platform && !this.#ctx.options.noCache && (await client.headManifest(this.#repository, first.tag as string)) ? formatReference(first) : undefined;
+      const options = { ...this.#buildOptions(platform), tags: [plan.inputTag] as [string], labels: { [INPUT_DIGEST_LABEL]: plan.inputDigest } };
+      const built = await this.#ctx.executor.build({ what, options, scan: this.#scan as ContextScan, bases: plan.bases, cacheFrom }, this.#ctx.controls);
+      this.#ctx.warnings.push(...built.warnings.map((w) => `${this.image.name}: ${w}`));
+      variant.built = built;
+      if (platform) {
+        const entry = await describeImageManifest(client, this.#repository, built.digest);
+        if (!platformMatches(entry.platform, parsePlatform(platform))) {
+          throw new ThinkubeImageError('ERR_PLATFORM_MISMATCH', `Engine ${built.engine ?? ''} built an image for ${formatPlatform(entry.platform)} when asked for ${platform} (pushed as ${plan.inputTag})`, {
+            hint: 'The engine ignored the platform: its base image copy was of another platform and could not be pulled for this one. Make the base image a multi-platform index in a registry the engine can pull from, or build this platform on an engine of that platform',
+            details: { expected: platform, actual: formatPlatform(entry.platform), digest: built.digest },
+          });
+        }
+        variant.entry = entry;
+      }
+    } catch (error) {
+      await this.#fail(platform ? platformError(error, platform, variant.built?.engine, this.#what) : error);
+    }
+  }
+
+  /** Publish (tags or index), scan gate, register; then the result is complete. */
+  async finish(): Promise<void> {
+    const { options, dryRun, clients } = this.#ctx;
+    const r = this.result;
+    try {
+      const variants = this.#variants;
+      const rebuilt = variants.filter((v) => !v.reuse);
+      r.buildSkipped = rebuilt.length === 0;
+      r.layersUploaded = variants.reduce((n, v) => n + (v.built?.layersUploaded ?? 0), 0);
+      if (this.multiArch) {
+        r.platforms = variants.map((v) => ({
+          platform: v.platform as string,
+          digest: v.built?.digest ?? (v.reuse ? v.plan.existing : undefined),
+          engine: v.built?.engine,
+          skipped: v.reuse,
+          inputDigest: v.plan.inputDigest,
+          inputTag: v.plan.inputTag,
+        }));
+      } else {
+        const only = variants[0] as Variant;
+        r.imageId = only.built?.imageId;
+        r.engine = only.built?.engine;
+      }
+      // Publish: every tag names the image (or the index of the platforms' images).
+      const client = await clients.get(options.registry);
+      const tagNames = r.tags.map((t) => withDefaultTag(parseReference(t)).tag as string);
+      let moves: TagMove[] | undefined;
+      if (!dryRun || rebuilt.length === 0) {
+        if (this.multiArch) {
+          const index = await putImageIndex(client, this.#repository, tagNames, variants.map((v) => v.entry as IndexEntry), { dryRun });
+          r.digest = index.digest;
+          moves = index.tags;
+        } else {
+          const only = variants[0] as Variant;
+          r.digest = only.built?.digest ?? only.plan.existing;
+          moves = await moveTags(client, this.#repository, r.digest as string, tagNames, { dryRun });
+        }
+      }
+      r.tagsMoved = moves ? moves.filter((m) => m.changed).map((m) => m.reference) : [...r.tags];
+      for (const tag of r.tags) this.#ctx.predicted.set(canonical(tag), r.digest ?? null);
+      const sizes = variants.map((v) => v.built?.imageSize ?? v.plan.imageSize ?? 0);
+      r.imageSize = Math.max(0, ...sizes);
+      r.changed = rebuilt.length > 0 || r.tagsMoved.length > 0;
+
+      r.scan = await this.#scanGate(r.digest);
+      if (options.register !== false) {
+        r.registration = await this.#register(r.digest, variants);
+        r.changed ||= r.registration.changed;
+      }
+      r.reason = this.#describe(rebuilt);
+      r.status = dryRun ? 'planned' : 'done';
+      await this.#end();
+    } catch (error) {
+      await this.#fail(error);
+    }
+  }
+
+  async #scanGate(digest: string | undefined): Promise<ImageScanResult | undefined> {
+    const gate = this.#ctx.options.scan;
+    if (!gate?.enabled) return undefined;
+    if (this.#ctx.dryRun || !digest) return { status: 'not-run', passed: true, summary: 'check mode: the scan runs after the push', maxSeverity: gate.maxSeverity };
+    const { controls, harbor } = this.#ctx;
+    if (!harbor) throw new ThinkubeImageError('ERR_HARBOR', 'The scan gate is on but no Harbor client was set up', { hint: 'Report this: runPipeline sets one up when scan.enabled' });
+    const result = await scanGate(
+      harbor,
+      { project: this.#ctx.project, repository: this.image.name, digest, maxSeverity: gate.maxSeverity, timeoutSeconds: gate.timeoutSeconds },
+      { signal: controls.signal, onEvent: (event) => event.type === 'scan-status' && emit(controls, { type: 'info', message: `${this.image.name}: Harbor scan ${event.status}` }) },
+    );
+    this.result.scan = { status: result.status, passed: result.passed, counts: result.counts, summary: result.summary, maxSeverity: result.maxSeverity };
+    if (!result.passed) throw scanGateError(result);
+    emit(controls, { type: 'info', message: `${this.image.name}: ${result.message}` });
+    return this.result.scan;
+  }
+
+  async #register(digest: string | undefined, variants: Variant[]): Promise<ImageRegistration> {
+    const { options, controls } = this.#ctx;
+    const target = options.registration?.target ?? 'catalog';
+    if (!digest) return { target, outcome: 'would-register', changed: true, location: '' };
+    if (!this.image.metadata) throw new ThinkubeImageError('ERR_LINT', `${this.image.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
+    const created = variants.map((v) => v.built?.createdAt ?? v.plan.createdAt).filter((c): c is string => Boolean(c)).sort();
+    // Whole seconds: the same image registers the same entry whichever path built it.
+    const builtAt = (created[created.length - 1] ?? new Date().toISOString()).replace(/\.\d+Z$/, 'Z');
+    const registerOptions: RegisterOptions = {
+      ...(options.registration ?? {}),
+      image: this.image.metadata,
+      reference: {
+        registry: options.registry,
+        repository: this.#repository,
+        tag: this.#ctx.tagNames[0] as string,
+        digest,
+        sizeBytes: this.result.imageSize || undefined,
+        builtAt,
+        ...(this.multiArch ? { platforms: this.platforms as string[] } : {}),
+      },
+      dryRun: this.#ctx.dryRun,
+    };
+    const registered = await registerImage(registerOptions, { signal: controls.signal, onEvent: (event) => (event.type === 'retry' ? emit(controls, event) : undefined) });
+    this.#ctx.warnings.push(...registered.warnings.map((w) => `${this.image.name}: ${w}`));
+    return { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
+  }
+
+  #describe(rebuilt: Variant[]): string {
+    const would = this.#ctx.dryRun;
+    const what = this.multiArch ? rebuilt.map((v) => `${v.platform}${v.built?.engine ? ` on ${v.built.engine}` : ''}`).join(', ') : (rebuilt[0]?.built?.engine ? `on engine ${rebuilt[0].built.engine}` : '');
+    const parts: string[] = [];
+    if (rebuilt.length > 0) {
+      const first = rebuilt[0] as Variant;
+      const why = this.#ctx.options.force && first.plan.existing ? 'forced rebuild' : first.plan.uncertain ? first.plan.uncertain : first.unusable ?? 'inputs changed (or first build)';
+      parts.push(`${would ? 'would build' : 'built'}${what ? ` ${what}` : ''} (${why})`);
+    } else {
+      parts.push(`inputs unchanged (${(this.#variants[0] as Variant).plan.inputTag.split(':').pop()}): ${would ? 'would build' : 'built'} nothing`);
+    }
+    const moved = this.result.tagsMoved ?? [];
+    if (moved.length > 0) parts.push(`${would ? 'would move' : 'moved'} ${moved.map((m) => m.split(':').pop()).join(', ')}`);
+    if (this.result.registration) parts.push(`registration ${this.result.registration.outcome}`);
+    return parts.join('; ');
+  }
+
+  /** The image is through (done or failed): release its lock, close its times. */
+  async #end(): Promise<void> {
+    await this.close();
+    if (this.#started && !this.result.finishedAt) {
+      this.result.durationMs = Date.now() - this.#started;
+      this.result.finishedAt = new Date().toISOString();
+      if (!this.#ctx.dryRun) emit(this.#ctx.controls, { type: 'info', message: `<== ${this.image.name}: ${this.result.status} in ${(this.result.durationMs / 1000).toFixed(1)}s` });
+    }
+  }
+
+  /** Release the image's lock (also when the run ends before the image got through). */
+  async close(): Promise<void> {
+    const unlock = this.#unlock;
+    this.#unlock = undefined;
+    await unlock?.();
+  }
+}
