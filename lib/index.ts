@@ -29,6 +29,6 @@ export { computeInputDigest, inputTag, baseImageReferences, INPUT_DIGEST_LABEL }
 export { loadCatalog, order, dependants, ancestors, scaffoldImage, formatProblem, type Catalog, type CatalogImage, type BuildOrder, type LintProblem } from './source/catalog.js';
 export { lintImages, type LintResult } from './source/lint.js';
 export { parseDockerfile, stages, type ParsedDockerfile } from './source/dockerfile.js';
-export { buildMultiArchImage, type MultiArchResult } from './build/multiarch.js';
+export { buildMultiArchImage, type MultiArchResult, type PlatformBuildResult } from './pipeline/multiarch.js';
 export { assembleImageIndex, type ImageIndexResult } from './publish/index.js';
 export { EnginePool, type EngineSpec } from './engine/pool.js';

@@ -12,7 +12,7 @@ import { connectEngine } from '../dist/lib/engine/engine.js';
 import { pullImage } from '../dist/lib/engine/pool.js';
 import { runPush } from '../dist/lib/engine/push.js';
 import { RegistryClient, MEDIA_TYPES } from '../dist/lib/registry/client.js';
-import { buildMultiArchImage } from '../dist/lib/build/multiarch.js';
+import { buildMultiArchImage } from '../dist/lib/pipeline/multiarch.js';
 import { assembleImageIndex, imageIndexDocument } from '../dist/lib/publish/index.js';
 
 const run = promisify(execFile);

@@ -8,18 +8,17 @@ import { ThinkubeImageError, isThinkubeImageError } from '../core/errors.js';
 import { emit, type OperationControls } from '../core/progress.js';
 import { scanContext, type ContextScan } from '../source/context.js';
 import { INPUT_DIGEST_LABEL } from '../source/input-digest.js';
-import type { CatalogImage } from '../source/catalog.js';
 import { formatPlatform, parsePlatform, platformMatches } from '../engine/pool.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
 import { planBuild, type Clients, type InputPlan } from '../build/incremental.js';
 import type { BuildExecutor, BuiltImage } from '../build/executor.js';
 import { moveTags, type TagMove } from '../publish/tags.js';
-import { describeImageManifest, putImageIndex, type IndexEntry } from '../publish/index.js';
+import { describeImageManifest, putImageIndex, type ImageIndexResult, type IndexEntry, type IndexMediaTypeChoice } from '../publish/index.js';
 import { scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
 import type { HarborClient } from '../harbor/client.js';
 import { registerImage, type RegisterOutcome } from '../register/register.js';
 import { lockImage } from './image-lock.js';
-import type { BuildOptions, PipelineOptions, RegisterOptions } from '../options/generated/types.js';
+import type { BuildOptions, ImageMetadata, PipelineOptions, RegisterOptions } from '../options/generated/types.js';
 
 export type ImageStatus = 'done' | 'failed' | 'skipped' | 'planned';
 
@@ -83,6 +82,25 @@ export interface PipelineImageResult {
   finishedAt?: string;
 }
 
+/** One image of a run: what it is built from, where it goes, what it is registered as. */
+export interface ImageJob {
+  name: string;
+  /** Repository in the registry, e.g. library/jupyter-ml-cpu (the first segment is Harbor's project). */
+  repository: string;
+  /** What every build of the image shares (context, Dockerfile, args, labels); tags and platform are set per build. */
+  build: Omit<BuildOptions, 'tags' | 'platform'>;
+  /** Full references, all in the repository; the first tag names the registration. */
+  tags: string[];
+  /** Images of the run it builds on. */
+  dependsOn: string[];
+  /** Several platforms: one build each, joined in an index. Unset: one build for the engine's own platform. */
+  platforms?: string[];
+  /** Registered as (required when the run registers). */
+  metadata?: ImageMetadata;
+  /** Several platforms: the index's media type (default: OCI, or Docker's list for Docker manifests). */
+  indexMediaType?: IndexMediaTypeChoice;
+}
+
 /** What every image of a run shares. */
 export interface RunContext {
   /** Validated pipeline options. */
@@ -114,6 +132,8 @@ interface Variant {
   /** Why an existing in-<digest> image cannot be reused. */
   unusable?: string;
   built?: BuiltImage;
+  startedAt?: number;
+  finishedAt?: number;
 }
 
 export function errorSummary(error: unknown): PipelineImageResult['error'] {
@@ -133,6 +153,11 @@ function canonical(reference: string): string {
   }
 }
 
+/** linux/arm64/v8 -> latest-linux-arm64-v8: the tag of one platform's image. */
+export function platformTag(tag: string, platform: string): string {
+  return `${tag}-${platform.replace(/\//g, '-')}`.slice(0, 128);
+}
+
 function platformError(error: unknown, platform: string, engine: string | undefined, what: string): ThinkubeImageError {
   const where = `${platform}${engine ? ` on engine ${engine}` : ''}`;
   if (isThinkubeImageError(error)) {
@@ -145,8 +170,12 @@ function platformError(error: unknown, platform: string, engine: string | undefi
 /** One image of the plan. The graph runner calls plan(), then build(i) for each platform, then finish(). */
 export class ImageRun {
   readonly result: PipelineImageResult;
-  readonly image: CatalogImage;
+  readonly job: ImageJob;
   readonly platforms: Array<string | undefined>;
+  /** Several platforms, once published: the index put under the tags. */
+  index?: ImageIndexResult;
+  /** The error that failed the image (result.error is its summary). */
+  failure?: unknown;
   readonly #ctx: RunContext;
   readonly #repository: string;
   #scan?: ContextScan;
@@ -154,12 +183,12 @@ export class ImageRun {
   #unlock?: () => Promise<void>;
   #started = 0;
 
-  constructor(image: CatalogImage, tags: string[], dependsOn: string[], platforms: string[] | undefined, ctx: RunContext) {
-    this.image = image;
-    this.platforms = platforms ?? [undefined];
+  constructor(job: ImageJob, ctx: RunContext) {
+    this.job = job;
+    this.platforms = job.platforms ?? [undefined];
     this.#ctx = ctx;
-    this.#repository = `${ctx.project}/${image.name}`;
-    this.result = { name: image.name, status: 'planned', changed: false, tags, dependsOn, durationMs: 0 };
+    this.#repository = job.repository;
+    this.result = { name: job.name, status: 'planned', changed: false, tags: job.tags, dependsOn: job.dependsOn, durationMs: 0 };
   }
 
   get multiArch(): boolean {
@@ -171,33 +200,16 @@ export class ImageRun {
   }
 
   #buildOptions(platform: string | undefined): BuildOptions {
-    const { options } = this.#ctx;
-    return {
-      context: this.image.dir,
-      dockerfile: this.image.dockerfilePath,
-      tags: this.result.tags as [string, ...string[]],
-      buildArgs: this.#ctx.buildArgs,
-      noCache: options.noCache,
-      pull: options.pull,
-      title: this.image.metadata?.display_name,
-      version: this.image.metadata?.version,
-      source: options.registration?.sourceUrl,
-      stallTimeoutSeconds: options.stallTimeoutSeconds,
-      maxContextBytes: options.maxContextBytes,
-      secretBuildArgs: options.secretBuildArgs,
-      force: options.force,
-      auth: options.auth,
-      registryTls: options.registryTls,
-      ...(platform ? { platform } : {}),
-    };
+    return { ...this.job.build, tags: this.result.tags as [string, ...string[]], ...(platform ? { platform } : {}) };
   }
 
   /** Record a failure of any step (the graph then skips what is left of this image and its dependants). */
   async #fail(error: unknown): Promise<never> {
+    this.failure = error;
     this.result.status = 'failed';
     this.result.error = errorSummary(error);
     this.result.reason = this.result.error?.message;
-    emit(this.#ctx.controls, { type: 'warning', message: `${this.image.name} failed: ${this.result.error?.message ?? ''}` });
+    emit(this.#ctx.controls, { type: 'warning', message: `${this.job.name} failed: ${this.result.error?.message ?? ''}` });
     await this.#end();
     throw error;
   }
@@ -209,11 +221,11 @@ export class ImageRun {
     this.result.startedAt = new Date(this.#started).toISOString();
     try {
       if (!dryRun) {
-        emit(controls, { type: 'info', message: `==> ${this.image.name}: build, push${options.register === false ? '' : ', register'}${this.multiArch ? ` (${this.platforms.join(', ')})` : ''}` });
+        emit(controls, { type: 'info', message: `==> ${this.job.name}: build, push${options.register === false ? '' : ', register'}${this.multiArch ? ` (${this.platforms.join(', ')})` : ''}` });
         // Another run building this image on this host finishes first; this one then finds it built.
         this.#unlock = await lockImage(this.#what, controls);
       }
-      this.#scan = await scanContext(this.image.dir, { dockerfile: this.image.dockerfilePath, maxBytes: options.maxContextBytes });
+      this.#scan = await scanContext(this.job.build.context, { dockerfile: this.job.build.dockerfile, maxBytes: options.maxContextBytes });
       const override = (reference: string): string | null | undefined => this.#ctx.predicted.get(canonical(reference));
       const client = await this.#ctx.clients.get(options.registry);
       this.#variants = await Promise.all(
@@ -250,6 +262,7 @@ export class ImageRun {
     }
     if (variant.unusable) this.#ctx.warnings.push(`${what}: ${variant.unusable}; rebuilding`);
     if (this.#ctx.dryRun) return;
+    variant.startedAt = Date.now();
     try {
       const client = await this.#ctx.clients.get(this.#ctx.options.registry);
       const first = withDefaultTag(parseReference(this.result.tags[0] as string));
@@ -257,7 +270,7 @@ export class ImageRun {
       const cacheFrom = !platform && !this.#ctx.options.noCache && (await client.headManifest(this.#repository, first.tag as string)) ? formatReference(first) : undefined;
       const options = { ...this.#buildOptions(platform), tags: [plan.inputTag] as [string], labels: { [INPUT_DIGEST_LABEL]: plan.inputDigest } };
       const built = await this.#ctx.executor.build({ what, options, scan: this.#scan as ContextScan, bases: plan.bases, cacheFrom }, this.#ctx.controls);
-      this.#ctx.warnings.push(...built.warnings.map((w) => `${this.image.name}: ${w}`));
+      this.#ctx.warnings.push(...built.warnings.map((w) => `${this.job.name}: ${w}`));
       variant.built = built;
       if (platform) {
         const entry = await describeImageManifest(client, this.#repository, built.digest);
@@ -269,6 +282,7 @@ export class ImageRun {
         }
         variant.entry = entry;
       }
+      variant.finishedAt = Date.now();
     } catch (error) {
       await this.#fail(platform ? platformError(error, platform, variant.built?.engine, this.#what) : error);
     }
@@ -303,16 +317,23 @@ export class ImageRun {
       let moves: TagMove[] | undefined;
       if (!dryRun || rebuilt.length === 0) {
         if (this.multiArch) {
-          const index = await putImageIndex(client, this.#repository, tagNames, variants.map((v) => v.entry as IndexEntry), { dryRun });
+          const index = await putImageIndex(client, this.#repository, tagNames, variants.map((v) => v.entry as IndexEntry), { dryRun, mediaType: this.job.indexMediaType });
+          this.index = index;
           r.digest = index.digest;
           moves = index.tags;
+          // Each platform's image under <first tag>-<os>-<arch>, as Thinkube tags them.
+          for (const v of variants) {
+            const entry = v.entry as IndexEntry;
+            moves.push(...(await moveTags(client, this.#repository, entry.digest, [platformTag(tagNames[0] as string, v.platform as string)], { dryRun })));
+          }
         } else {
           const only = variants[0] as Variant;
           r.digest = only.built?.digest ?? only.plan.existing;
           moves = await moveTags(client, this.#repository, r.digest as string, tagNames, { dryRun });
         }
       }
-      r.tagsMoved = moves ? moves.filter((m) => m.changed).map((m) => m.reference) : [...r.tags];
+      const allTags = [...r.tags, ...(this.multiArch ? this.platforms.map((p) => `${this.#what}:${platformTag(tagNames[0] as string, p as string)}`) : [])];
+      r.tagsMoved = moves ? moves.filter((m) => m.changed).map((m) => m.reference) : allTags;
       for (const tag of r.tags) this.#ctx.predicted.set(canonical(tag), r.digest ?? null);
       const sizes = variants.map((v) => v.built?.imageSize ?? v.plan.imageSize ?? 0);
       r.imageSize = Math.max(0, ...sizes);
@@ -339,12 +360,12 @@ export class ImageRun {
     if (!harbor) throw new ThinkubeImageError('ERR_HARBOR', 'The scan gate is on but no Harbor client was set up', { hint: 'Report this: runPipeline sets one up when scan.enabled' });
     const result = await scanGate(
       harbor,
-      { project: this.#ctx.project, repository: this.image.name, digest, maxSeverity: gate.maxSeverity, timeoutSeconds: gate.timeoutSeconds },
-      { signal: controls.signal, onEvent: (event) => event.type === 'scan-status' && emit(controls, { type: 'info', message: `${this.image.name}: Harbor scan ${event.status}` }) },
+      { project: this.#repository.split('/')[0] as string, repository: this.#repository.split('/').slice(1).join('/'), digest, maxSeverity: gate.maxSeverity, timeoutSeconds: gate.timeoutSeconds },
+      { signal: controls.signal, onEvent: (event) => event.type === 'scan-status' && emit(controls, { type: 'info', message: `${this.job.name}: Harbor scan ${event.status}` }) },
     );
     this.result.scan = { status: result.status, passed: result.passed, counts: result.counts, summary: result.summary, maxSeverity: result.maxSeverity };
     if (!result.passed) throw scanGateError(result);
-    emit(controls, { type: 'info', message: `${this.image.name}: ${result.message}` });
+    emit(controls, { type: 'info', message: `${this.job.name}: ${result.message}` });
     return this.result.scan;
   }
 
@@ -352,13 +373,13 @@ export class ImageRun {
     const { options, controls } = this.#ctx;
     const target = options.registration?.target ?? 'catalog';
     if (!digest) return { target, outcome: 'would-register', changed: true, location: '' };
-    if (!this.image.metadata) throw new ThinkubeImageError('ERR_LINT', `${this.image.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
+    if (!this.job.metadata) throw new ThinkubeImageError('ERR_LINT', `${this.job.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
     const created = variants.map((v) => v.built?.createdAt ?? v.plan.createdAt).filter((c): c is string => Boolean(c)).sort();
     // Whole seconds: the same image registers the same entry whichever path built it.
     const builtAt = (created[created.length - 1] ?? new Date().toISOString()).replace(/\.\d+Z$/, 'Z');
     const registerOptions: RegisterOptions = {
       ...(options.registration ?? {}),
-      image: this.image.metadata,
+      image: this.job.metadata,
       reference: {
         registry: options.registry,
         repository: this.#repository,
@@ -371,7 +392,7 @@ export class ImageRun {
       dryRun: this.#ctx.dryRun,
     };
     const registered = await registerImage(registerOptions, { signal: controls.signal, onEvent: (event) => (event.type === 'retry' ? emit(controls, event) : undefined) });
-    this.#ctx.warnings.push(...registered.warnings.map((w) => `${this.image.name}: ${w}`));
+    this.#ctx.warnings.push(...registered.warnings.map((w) => `${this.job.name}: ${w}`));
     return { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
   }
 
@@ -392,13 +413,18 @@ export class ImageRun {
     return parts.join('; ');
   }
 
+  /** Each platform's build as it went: the plan, the image reused or built, its manifest entry. */
+  platformDetails(): Array<{ platform: string | undefined; plan: InputPlan; reused: boolean; unusable?: string; built?: BuiltImage; entry?: IndexEntry; startedAt?: number; finishedAt?: number }> {
+    return this.#variants.map((v) => ({ platform: v.platform, plan: v.plan, reused: v.reuse, unusable: v.unusable, built: v.built, entry: v.entry, startedAt: v.startedAt, finishedAt: v.finishedAt }));
+  }
+
   /** The image is through (done or failed): release its lock, close its times. */
   async #end(): Promise<void> {
     await this.close();
     if (this.#started && !this.result.finishedAt) {
       this.result.durationMs = Date.now() - this.#started;
       this.result.finishedAt = new Date().toISOString();
-      if (!this.#ctx.dryRun) emit(this.#ctx.controls, { type: 'info', message: `<== ${this.image.name}: ${this.result.status} in ${(this.result.durationMs / 1000).toFixed(1)}s` });
+      if (!this.#ctx.dryRun) emit(this.#ctx.controls, { type: 'info', message: `<== ${this.job.name}: ${this.result.status} in ${(this.result.durationMs / 1000).toFixed(1)}s` });
     }
   }
 

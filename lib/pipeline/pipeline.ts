@@ -20,7 +20,7 @@ import type { EngineStats } from '../engine/pool.js';
 import { HarborClient } from '../harbor/client.js';
 import { resolveCredentials } from '../engine/push.js';
 import { runGraph, type GraphTask } from './graph.js';
-import { ImageRun, errorSummary, type PipelineImageResult, type RunContext } from './image.js';
+import { ImageRun, errorSummary, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
 
 export type { PipelineOptions };
@@ -46,6 +46,27 @@ export interface PipelineControls extends OperationControls {
 export async function runPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
   const valid = validate<PipelineOptions>('pipeline-options.schema.json', options, { what: 'pipeline options' });
   return runValidatedPipeline(valid, controls);
+}
+
+/**
+ * Run images over their dependency graph: an image is planned once the images it builds on are
+ * published; one build node per platform (the only nodes that take a concurrency slot); finish =
+ * publish, scan gate, register. Resolves when every image is through or skipped; never throws
+ * for an image (its result says failed), and releases every image's lock.
+ */
+export async function runJobs(runs: ImageRun[], concurrency: number, signal?: AbortSignal): Promise<void> {
+  const tasks: Array<GraphTask<void>> = [];
+  for (const run of runs) {
+    const n = run.job.name;
+    tasks.push({ id: `plan:${n}`, slots: 0, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
+    run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
+    tasks.push({ id: `finish:${n}`, slots: 0, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
+  }
+  try {
+    await runGraph(tasks, { concurrency, signal });
+  } finally {
+    await Promise.all(runs.map((r) => r.close()));
+  }
 }
 
 /** Images stopped by the checks: an image's own errors, the images built on it, or every image for an error of no image. */
@@ -122,25 +143,15 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       results.set(name, gatedResult(image, tags, dependsOn, gate));
       continue;
     }
-    const run = new ImageRun(image, tags, dependsOn, platformsOf(image), ctx);
+    const run = new ImageRun({ name, repository: `${project}/${name}`, build: buildOf(image, options, buildArgs), tags, dependsOn, platforms: platformsOf(image), metadata: image.metadata }, ctx);
     runs.set(name, run);
     results.set(name, run.result);
   }
 
-  // The graph: plan an image once the images it builds on are published; one build node per
-  // platform (the only nodes that take a concurrency slot); finish = publish, scan, register.
-  const tasks: Array<GraphTask<void>> = [];
-  for (const run of runs.values()) {
-    const n = run.image.name;
-    tasks.push({ id: `plan:${n}`, slots: 0, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
-    run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
-    tasks.push({ id: `finish:${n}`, slots: 0, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
-  }
   const concurrency = options.concurrency ?? (executor instanceof EnginesExecutor ? executor.capacity : 1);
   try {
-    await runGraph(tasks, { concurrency, signal: controls.signal });
+    await runJobs([...runs.values()], concurrency, controls.signal);
   } finally {
-    await Promise.all([...runs.values()].map((r) => r.close()));
     ctx.warnings.push(...(await executor.close()));
   }
 
@@ -162,6 +173,26 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     durationMs: Date.now() - started,
     warnings: ctx.warnings,
     engines: executor.stats(),
+  };
+}
+
+/** What every build of a catalog image shares. */
+function buildOf(image: CatalogImage, options: PipelineOptions, buildArgs: Record<string, string>): ImageJob['build'] {
+  return {
+    context: image.dir,
+    dockerfile: image.dockerfilePath,
+    buildArgs,
+    noCache: options.noCache,
+    pull: options.pull,
+    title: image.metadata?.display_name,
+    version: image.metadata?.version,
+    source: options.registration?.sourceUrl,
+    stallTimeoutSeconds: options.stallTimeoutSeconds,
+    maxContextBytes: options.maxContextBytes,
+    secretBuildArgs: options.secretBuildArgs,
+    force: options.force,
+    auth: options.auth,
+    registryTls: options.registryTls,
   };
 }
 

@@ -3,6 +3,14 @@ import { runValidatedPipeline } from '../../pipeline/pipeline.js';
 import { validate } from '../../options/schema.js';
 import type { PipelineOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
+import type { PipelineImageResult } from '../../pipeline/pipeline.js';
+
+/** e.g. "jupyter-ml-cpu: done sha256:... [linux/amd64, linux/arm64], changed=false - inputs unchanged ...". */
+export function summaryLine(image: PipelineImageResult): string {
+  const platforms = image.platforms ? ` [${image.platforms.map((p) => p.platform).join(', ')}]` : '';
+  const scan = image.scan && image.scan.status !== 'not-run' ? `, scan: ${image.scan.summary}` : '';
+  return `${image.name}: ${image.status}${image.digest ? ` ${image.digest}` : ''}${platforms}, changed=${image.changed}${scan}${image.reason ? ` - ${image.reason}` : ''}`;
+}
 
 export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
   const options = validate<PipelineOptions>('pipeline-options.schema.json', raw, { naming: context.naming, what: 'pipeline options' });
@@ -25,6 +33,8 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     failedImages: names((i) => i.status === 'failed'),
     notStarted: names((i) => i.status === 'skipped' || (i.status === 'planned' && !context.checkMode)),
     msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}`,
+    // One line per image, in build order: what a playbook shows as each image's outcome.
+    summary: result.images.map(summaryLine),
     images: result.images,
     order: result.order,
     duration: result.durationMs / 1000,
