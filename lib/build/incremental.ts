@@ -201,7 +201,8 @@ export async function pullForCache(engine: Engine, reference: string, options: B
 /**
  * The classic builder uses the engine's copy of a base without asking the registry (unless pull).
  * A base that moved in the registry (or an image of the set re-tagged by another run) must be
- * pulled first, or the new input digest would name an image built on the old base.
+ * pulled first, or the new input digest would name an image built on the old base; a base the
+ * engine does not have is pulled here too, with the registry's credentials.
  */
 export async function refreshBases(engine: Engine, bases: BaseImageDigest[], options: BuildOptions, controls: OperationControls): Promise<void> {
   for (const base of bases) {
@@ -210,14 +211,15 @@ export async function refreshBases(engine: Engine, bases: BaseImageDigest[], opt
     try {
       repoDigests = ((await engine.docker.getImage(base.reference).inspect()) as { RepoDigests?: string[] }).RepoDigests ?? [];
     } catch {
-      // Not on the engine: the builder pulls it itself.
-      continue;
+      // Not on the engine: pull it here, with the registry's credentials (the builder's own pull
+      // would go without them).
+      repoDigests = [];
     }
     if (repoDigests.some((d) => d.endsWith(`@${base.digest}`))) continue;
-    emit(controls, { type: 'info', message: `${base.reference} moved in its registry (now ${base.digest}): pulling it before the build` });
+    emit(controls, { type: 'info', message: `${base.reference} ${repoDigests.length ? 'moved in its registry' : 'is not on the engine'} (now ${base.digest}): pulling it before the build` });
     const failure = await pullImage(engine, base.reference, options, controls);
     if (failure) {
-      throw new ThinkubeImageError('ERR_REGISTRY', `Base image ${base.reference} changed in its registry (now ${base.digest}) but the engine at ${engine.address} could not pull it: ${failure}`, {
+      throw new ThinkubeImageError('ERR_REGISTRY', `Base image ${base.reference} (${base.digest} in its registry) is needed by the build, but the engine at ${engine.address} could not pull it: ${failure}`, {
         hint: 'Check that the engine can reach and log in to that registry, then run again',
         details: { base: base.reference, digest: base.digest },
       });
