@@ -38,6 +38,9 @@ export { fakeDigest };
  *     scan: { outcome: 'Success'|'Error'|'Hang', counts: {Critical: n, ...}, fixable, pendingPolls, runningPolls, startDelayPolls }
  *     previousScan: { counts, fixable }     a finished report already shown before any trigger
  *  tls: { key, cert }                       serve HTTPS instead of HTTP
+ *  pushed(project, repository, reference)   artifacts pushed to a real registry beside the stand-in
+ *     (Harbor knows every pushed artifact): returns { scan, size } for a digest it should know,
+ *     or undefined; the artifact is then created on first access
  */
 export async function startHarborStandin(options = {}) {
   const users = options.users ?? { admin: 'Harbor12345', 'robot$thinkube': 'robot-secret' };
@@ -230,7 +233,8 @@ export async function startHarborStandin(options = {}) {
         if (a.project !== params.project || a.repository !== repository) continue;
         if (a.digest === params.reference || a.tags.some((t) => t.name === params.reference)) return a;
       }
-      return undefined;
+      const pushed = /^sha256:[0-9a-f]{64}$/.test(params.reference) ? options.pushed?.(params.project, repository, params.reference) : undefined;
+      return pushed ? addArtifact({ project: params.project, repository, digest: params.reference, tags: [], ...pushed }) : undefined;
     };
     const notFound = (params) => error(404, 'NOT_FOUND', `artifact ${params.project}/${params.repository}@${params.reference} not found`);
 
