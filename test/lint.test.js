@@ -1,14 +1,14 @@
 // The checks: the real images pass every one; each defect fixture fails with its file:line message;
 // bin/lint.js and bin/new-image.js as scripts; a scaffolded image builds on the real engine.
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { lintImages, formatProblem } from '../dist/lib/source/lint.js';
-import { parseRequirements, checkRequirement, normalizePackageName, compareVersions } from '../dist/lib/source/requirements.js';
+import { parseRequirements, checkRequirement, normalizePackageName, compareVersions, sameVersion, installEffect } from '../dist/lib/source/requirements.js';
 import { loadCatalog, order } from '../dist/lib/source/catalog.js';
 
 const run = promisify(execFile);
@@ -184,9 +184,133 @@ t.test('requirement parsing details', async (t) => {
   t.match(checkRequirement('x==1.0,<2').problem.message, 'combines several clauses');
   t.match(checkRequirement('not a requirement!').problem, { rule: 'requirement-syntax' });
   t.equal(normalizePackageName('Python_LSP.Server'), 'python-lsp-server');
-  t.equal(compareVersions('1.26.4', '2.0.0'), -1);
-  t.equal(compareVersions('0.0.28.post1', '0.0.28'), 1);
-  t.equal(compareVersions('1.0rc1', '1.0'), -1);
+});
+
+t.test('markers and extras: the marker is split off where PEP 508 says, after a URL only at " ;"', async (t) => {
+  const rows = [
+    // [requirement, pinned, marker, url]
+    ['b[x, y]==2.0; python_version >= "3.10"', '2.0', 'python_version >= "3.10"', undefined],
+    ['b [x] == 2.0 ;python_version<"3.12" and sys_platform == "linux"', '2.0', 'python_version<"3.12" and sys_platform == "linux"', undefined],
+    ['c @ https://example.com/c.whl;v=1#sha256=ab ; python_version < "3"', undefined, 'python_version < "3"', 'https://example.com/c.whl;v=1#sha256=ab'],
+    ['c @ https://example.com/c.whl#sha256=ab;python_version<"3"', undefined, undefined, 'https://example.com/c.whl#sha256=ab;python_version<"3"'],
+    ['https://example.com/d-1.0.tar.gz#sha256=ab ; sys_platform == "linux"', undefined, 'sys_platform == "linux"', 'https://example.com/d-1.0.tar.gz#sha256=ab'],
+  ];
+  for (const [text, pinned, marker, url] of rows) {
+    const { entry, problem } = checkRequirement(text);
+    t.same({ pinned: entry.pinned, marker: entry.marker, url: entry.url, problem: problem?.message }, { pinned, marker, url, problem: undefined }, text);
+  }
+});
+
+t.test('PEP 440 ordering: pre, post and dev releases, epochs and local labels', async (t) => {
+  // [a, b, compareVersions(a, b)]: PEP 440 order, not the order of the strings.
+  const rows = [
+    ['1.26.4', '2.0.0', -1],
+    ['1.0rc10', '1.0rc9', 1],
+    ['1.0a10', '1.0b1', -1],
+    ['1.0rc1', '1.0', -1],
+    ['1.0.post10', '1.0.post9', 1],
+    ['0.0.28.post1', '0.0.28', 1],
+    ['1.0.post1', '1.0.1', -1],
+    ['1!1.0', '2.0', 1],
+    ['1!1.0', '1!2.0', -1],
+    ['1.0.dev1', '1.0a1', -1],
+    ['1.0.dev10', '1.0.dev9', 1],
+    ['1.0.post1.dev1', '1.0.post1', -1],
+    ['1.0a1.post1', '1.0a2', -1],
+    ['1.0+cpu', '1.0', 1],
+    ['1.0+cpu.10', '1.0+cpu.2', 1],
+    ['1.10', '1.9', 1],
+    ['1.0', '1.0.0', 0],
+    ['1.0RC1', '1.0rc1', 0],
+    ['1.0-post1', '1.0.post1', 0],
+    ['v1.0', '1.0', 0],
+    ['1.0-custom', '1.0', undefined],
+  ];
+  for (const [a, b, expected] of rows) {
+    t.equal(compareVersions(a, b), expected, `${a} vs ${b}`);
+    if (expected !== undefined) t.equal(compareVersions(b, a), -expected || 0, `${b} vs ${a}`);
+  }
+  t.equal(sameVersion('1.0', '1.0.0'), true);
+  t.equal(sameVersion('1.0-Custom', '1.0-custom'), true, 'an === pin is compared as a string');
+  t.equal(sameVersion('1.0+cpu', '1.0'), false);
+  // [new pin, installed pin, what installing it does]
+  for (const [a, b, effect] of [['1.0rc10', '1.0rc9', 'upgrades'], ['1.0.post9', '1.0.post10', 'downgrades'], ['2.0', '1!1.0', 'downgrades'], ['2.5.1+cpu', '2.5.1', 'replaces'], ['1.0-custom', '1.0', 'replaces']]) {
+    t.equal(installEffect(a, b), effect, `${a} over ${b}`);
+  }
+});
+
+t.test('pin checks: what counts as one exact pin, by PEP 440', async (t) => {
+  // [requirement, the pinned version, or the problem's rule and message]
+  const rows = [
+    ['x==1.0', '1.0'],
+    ['x == 1.0rc10', '1.0rc10'],
+    ['x==1!2.0.post1.dev3', '1!2.0.post1.dev3'],
+    ['torch==2.4.1+cu124', '2.4.1+cu124'],
+    ['x===1.0-custom', '1.0-custom'],
+    ['x (==1.0)', '1.0'],
+    ['x==1.0-custom', ['requirement-syntax', 'x: "==1.0-custom" is not a version specifier']],
+    ['x==latest', ['requirement-syntax', 'x: "==latest" is not a version specifier']],
+    ['x~=1', ['requirement-syntax', 'x: "~=1" is not a version specifier']],
+    ['x>=1.0+cpu', ['requirement-syntax', 'x: ">=1.0+cpu" is not a version specifier']],
+    ['x==1.0.*', ['pin', 'x==1.0.* is a wildcard, not an exact pin']],
+    ['x>=1.0', ['pin', 'x>=1.0 is a range (>=), not an exact pin']],
+    ['x~=1.0', ['pin', 'x~=1.0 is a range (~=), not an exact pin']],
+    ['x!=1.0.*', ['pin', 'x!=1.0.* is a range (!=), not an exact pin']],
+    ['x[a]<2', ['pin', 'x[a]<2 is a range (<), not an exact pin']],
+    ['x==1.0,<2', ['pin', 'x==1.0,<2 combines several clauses, not one exact pin']],
+    ['x', ['pin', 'x is not pinned']],
+  ];
+  for (const [text, expected] of rows) {
+    const { entry, problem } = checkRequirement(text);
+    if (typeof expected === 'string') t.same({ pinned: entry.pinned, problem: problem?.message }, { pinned: expected, problem: undefined }, text);
+    else t.same({ pinned: entry?.pinned, rule: problem?.rule, message: problem?.message }, { pinned: undefined, rule: expected[0], message: expected[1] }, text);
+  }
+});
+
+t.test('one package pinned twice in one file: one version written twice is a repeat, two versions an error', async (t) => {
+  const rows = [
+    ['1.0', '1.0.0', 'warning', 'x==1.0.0 is already pinned on line 1'],
+    ['1.0rc1', '1.0RC1', 'warning', 'x==1.0RC1 is already pinned on line 1'],
+    ['1.0rc9', '1.0rc10', 'error', 'x==1.0rc10 conflicts with x==1.0rc9 on line 1'],
+    ['1.0', '1.0+cpu', 'error', 'x==1.0+cpu conflicts with x==1.0 on line 1'],
+  ];
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pins-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const images = path.join(dir, 'images');
+  await cp(path.join(fixtures, 'pin-conflict'), images, { recursive: true });
+  for (const [first, second, severity, message] of rows) {
+    await writeFile(path.join(images, 'base', 'requirements.txt'), `x==${first}\nx==${second}\n`);
+    const found = (await lintImages(images, { relativeTo: images })).problems.filter((p) => p.rule === 'pin-duplicate');
+    t.same(found.map((p) => [p.severity, p.file, p.line, p.message]), [[severity, 'base/requirements.txt', 2, message]], `${first} then ${second}`);
+  }
+});
+
+t.test('pins across images: the same version is no conflict, another one says upgrade or downgrade by PEP 440', async (t) => {
+  // [base image's pin, derived image's pin, the warning's effect (undefined: no warning)]
+  const rows = [
+    ['1.0rc9', '1.0rc10', 'upgrades'],
+    ['1.0rc10', '1.0rc9', 'downgrades'],
+    ['1.0.post9', '1.0.post10', 'upgrades'],
+    ['1!1.0', '2.0', 'downgrades'],
+    ['2.0.dev1', '2.0a1', 'upgrades'],
+    ['2.5.1', '2.5.1+cpu', 'replaces'],
+    ['1.0', '1.0.0', undefined],
+    ['1.0RC1', '1.0rc1', undefined],
+  ];
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pins-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const images = path.join(dir, 'images');
+  await cp(path.join(fixtures, 'pin-conflict'), images, { recursive: true });
+  await writeFile(path.join(images, 'leaf', 'requirements.txt'), 'jupyterlab==4.2.5\n');
+  for (const [base, derived, effect] of rows) {
+    await writeFile(path.join(images, 'base', 'requirements.txt'), `jupyterlab==4.2.5\nx==${base}\n`);
+    await writeFile(path.join(images, 'derived', 'requirements.txt'), `jupyterlab==4.2.5\nx==${derived}\n`);
+    const result = await lintImages(images, { relativeTo: images });
+    const found = result.problems.filter((p) => p.rule === 'pin-conflict').map((p) => p.message);
+    const expected = effect ? [`x==${derived} differs from x==${base} in base (base/requirements.txt:2), which this image builds on; installing it ${effect} the base's x`] : [];
+    t.same(found, expected, `${base} in the base, ${derived} in the image on it`);
+    t.equal(result.ok, true, 'a pin conflict across images is a warning');
+  }
 });
 
 t.test('bin/lint.js: one JSON object on stdout, problems on stderr, exit 0/1', async (t) => {

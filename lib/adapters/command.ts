@@ -13,7 +13,7 @@ import type { ImageEvent, OperationControls } from '../core/progress.js';
 import { Redactor } from '../core/redact.js';
 import { ValidationError, isThinkubeImageError } from '../core/errors.js';
 import { convertNameLight } from '../options/naming.js';
-import { buildArgSecrets } from '../core/secrets.js';
+import { MIN_SECRET_LENGTH, buildArgSecrets } from '../core/secrets.js';
 
 export interface CommandContext {
   /** Ansible check mode or --check: report what would happen, change nothing. */
@@ -47,18 +47,62 @@ export interface CommandDefinition extends CliCommandInfo {
 
 const NO_LOG_PLACEHOLDER = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER';
 
-function collectSecrets(schema: SchemaFile, options: Record<string, unknown>, redactor: Redactor): void {
+/** A secret value of the options, with the option it came from (path in the schema's naming). */
+interface FoundSecret {
+  value: string;
+  /** The option as the caller spells it, for a refusal. */
+  field: (naming: 'snake' | 'kebab') => string;
+  /** A user name next to a password lets the redactor also hide the Basic-auth encoding. */
+  username?: string;
+  /** Where a too-short value is explained. */
+  why?: string;
+}
+
+/** Values of the fields the schema marks x-secret. */
+function optionSecrets(schema: SchemaFile, options: Record<string, unknown>): FoundSecret[] {
+  const found: FoundSecret[] = [];
   for (const spec of optionSpecs(schema)) {
     if (!spec.secret) continue;
     let node: unknown = options;
     for (const part of spec.path) node = (node as Record<string, unknown> | undefined)?.[part];
-    if (typeof node !== 'string') continue;
-    // A user name next to a password lets the redactor also hide the Basic-auth encoding.
+    if (typeof node !== 'string' || node === '') continue;
     let parent: unknown = options;
     for (const part of spec.path.slice(0, -1)) parent = (parent as Record<string, unknown> | undefined)?.[part];
     const username = (parent as { username?: unknown } | undefined)?.username;
-    redactor.add(node, typeof username === 'string' ? username : undefined);
+    found.push({
+      value: node,
+      field: (naming) => (naming === 'kebab' ? `--${spec.path.map((p) => convertNameLight(p, 'kebab')).join('-')}` : spec.path.map((p) => convertNameLight(p, 'snake')).join('.')),
+      username: typeof username === 'string' ? username : undefined,
+    });
   }
+  return found;
+}
+
+/** Build args whose values are secrets (secretBuildArgs, secret-looking names, passwords in URLs). */
+function buildArgSecretValues(options: Record<string, unknown>): FoundSecret[] {
+  const args = options.buildArgs;
+  if (!args || typeof args !== 'object' || Array.isArray(args)) return [];
+  const declared = Array.isArray(options.secretBuildArgs) ? options.secretBuildArgs.filter((n): n is string => typeof n === 'string') : [];
+  return buildArgSecrets(args as Record<string, string>, declared).values.map(({ name, value, inUrl }) => ({
+    value,
+    field: (naming) => (naming === 'kebab' ? `--build-arg ${name}` : `build_args.${name}`),
+    why: inUrl ? 'holds a URL whose password' : declared.includes(name) ? 'is a secret (secret_build_args) and' : 'is treated as a secret (its name looks like one) and',
+  }));
+}
+
+/**
+ * Secrets shorter than MIN_SECRET_LENGTH are refused before anything runs: every output is
+ * redacted by replacing the secret, and a short one would mask ordinary text (a result's digests
+ * and names) and show itself through the gaps. The message names the option, never the value.
+ */
+function refuseShortSecrets(secrets: FoundSecret[], naming: 'snake' | 'kebab', what: string): void {
+  const problems = secrets
+    .filter((s) => s.value.length < MIN_SECRET_LENGTH)
+    .map((s) => ({
+      field: s.field(naming),
+      message: `${s.why ? `${s.why} ` : ''}is shorter than ${MIN_SECRET_LENGTH} characters: too short to keep out of the output without masking ordinary text; use a longer password or token${s.why?.includes('name looks like') ? ', or a build arg name that does not look like a secret' : ''}`,
+    }));
+  if (problems.length > 0) throw new ValidationError(what, problems);
 }
 
 function hideSecrets(schema: SchemaFile, args: Record<string, unknown>, naming: 'snake' | 'camel'): Record<string, unknown> {
@@ -112,14 +156,6 @@ function failure(error: unknown): Record<string, unknown> {
   };
 }
 
-/** Build args whose values are secrets (secretBuildArgs, secret-looking names) join the redacted values. */
-function collectBuildArgSecrets(options: Record<string, unknown>, redactor: Redactor): void {
-  const args = options.buildArgs;
-  if (!args || typeof args !== 'object' || Array.isArray(args)) return;
-  const declared = Array.isArray(options.secretBuildArgs) ? options.secretBuildArgs.filter((n): n is string => typeof n === 'string') : [];
-  buildArgSecrets(args as Record<string, string>, declared, redactor);
-}
-
 /** At most this many retries become warnings one by one; the rest are counted. */
 const MAX_RETRY_WARNINGS = 20;
 
@@ -148,7 +184,7 @@ function optionOf(error: unknown, schema: SchemaFile, naming: Naming): string | 
 }
 
 function writeResult(result: Record<string, unknown>, redactor: Redactor): void {
-  process.stdout.write(`${redactor.redact(JSON.stringify(result))}\n`);
+  process.stdout.write(`${JSON.stringify(redactor.redactValue(result))}\n`);
 }
 
 /** Entry point of every bin/ script. */
@@ -186,8 +222,6 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
       checkMode = args.checkMode;
       diffMode = args.diffMode;
       naming = 'snake';
-      collectSecrets(definition.schema, options, redactor);
-      collectBuildArgSecrets(options, redactor);
       invocation = { module_args: shortenLongStrings(hideSecrets(definition.schema, args.moduleArgs, 'snake')) };
     } else {
       const parsed = parseArgs(definition, argv);
@@ -198,11 +232,12 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
       options = parsed.options;
       checkMode = parsed.check;
       naming = 'kebab';
-      collectSecrets(definition.schema, options, redactor);
-      collectBuildArgSecrets(options, redactor);
       for (const secret of parsed.secrets) redactor.add(secret);
       if (!parsed.quiet) onEvent = createProgressRenderer(process.stderr, (s) => redactor.redact(s));
     }
+    const secrets = [...optionSecrets(definition.schema, options), ...buildArgSecretValues(options)];
+    for (const secret of secrets) redactor.add(secret.value, secret.username);
+    refuseShortSecrets(secrets, naming === 'snake' ? 'snake' : 'kebab', `${definition.name} options`);
     const implementation = await definition.load();
     const render = onEvent;
     // Every retry is reported: an event on the progress display and a warning in the result.

@@ -13,6 +13,7 @@ import { LogTail, cleanLine, emit, readJsonLines, type OperationControls } from 
 import { validate } from '../options/schema.js';
 import { buildArgSecrets } from '../core/secrets.js';
 import type { BuildOptions } from '../options/generated/types.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export type { BuildOptions };
 
@@ -123,7 +124,7 @@ export async function runBuild(
     emit(controls, { type: 'warning', message: warning });
   }
   // No output for stallMs: the build is cancelled on the engine (closing the connection does that).
-  const stallMs = Math.round((options.stallTimeoutSeconds ?? 1800) * 1000);
+  const stallMs = Math.round((options.stallTimeoutSeconds ?? schemaDefault('build-options.schema.json', 'properties/stallTimeoutSeconds')) * 1000);
   const stall = new AbortController();
   const signal = controls.signal ? AbortSignal.any([controls.signal, stall.signal]) : stall.signal;
   let stallTimer: NodeJS.Timeout | undefined;

@@ -36,7 +36,7 @@ export class EnginesExecutor implements BuildExecutor {
   constructor(options: EnginesExecutorOptions) {
     this.#options = options;
     this.kind = options.engines ? 'engines' : 'engine';
-    this.pool = options.engines ? EnginePool.fromSpecs(options.engines) : EnginePool.single(options.engine, options.concurrency ?? 1);
+    this.pool = options.engines ? EnginePool.fromSpecs(options.engines) : EnginePool.single(options.engine, options.concurrency);
   }
 
   /** Builds the pool can run at once. */

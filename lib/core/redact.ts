@@ -2,6 +2,8 @@
  * Last line of defence for secrets: every value the caller marked secret (schema x-secret fields)
  * is replaced wherever it appears in output, including common encodings of it (base64 of
  * user:password as in Basic auth and Docker's auth entries, base64url JSON as in X-Registry-Auth).
+ * Every non-empty secret counts, however short: a short one masks ordinary text too (which is why
+ * the commands refuse secrets shorter than MIN_SECRET_LENGTH), but it is never printed.
  */
 export const REDACTED = '********';
 
@@ -9,7 +11,7 @@ export class Redactor {
   private readonly needles = new Set<string>();
 
   add(secret: string | undefined, username?: string): this {
-    if (!secret || secret.length < 3) return this;
+    if (!secret) return this;
     this.needles.add(secret);
     this.needles.add(JSON.stringify(secret).slice(1, -1));
     this.needles.add(encodeURIComponent(secret));
@@ -34,9 +36,21 @@ export class Redactor {
     return out;
   }
 
-  /** Deep copy of a JSON value with every secret replaced. */
+  /**
+   * Deep copy of a JSON value with every secret replaced in its strings and keys. String by
+   * string, so that the copy stays valid JSON whatever the secret holds (a quote, a brace).
+   */
   redactValue<T>(value: T): T {
     if (this.needles.size === 0) return value;
-    return JSON.parse(this.redact(JSON.stringify(value) ?? 'null')) as T;
+    const walk = (node: unknown): unknown => {
+      if (typeof node === 'string') return this.redact(node);
+      if (Array.isArray(node)) return node.map(walk);
+      if (node === null || typeof node !== 'object') return node;
+      const out: Record<string, unknown> = {};
+      // defineProperty: a key such as __proto__ stays a plain key.
+      for (const [key, item] of Object.entries(node)) Object.defineProperty(out, this.redact(key), { value: walk(item), enumerable: true, writable: true, configurable: true });
+      return out;
+    };
+    return walk(JSON.parse(JSON.stringify(value) ?? 'null')) as T;
   }
 }

@@ -26,6 +26,14 @@ export function looksLikeSecretName(name: string): boolean {
   return parts.some(secretPart);
 }
 
+/**
+ * The commands refuse a secret shorter than this (the library takes any). Output is redacted by
+ * replacing the secret wherever it occurs, so a short one would mask ordinary text (a 1-character
+ * password masks that letter everywhere, digests included, and the masked places give it away by
+ * context); 8 characters is also the least Harbor takes for a password.
+ */
+export const MIN_SECRET_LENGTH = 8;
+
 /** user:password@ in a URL value (a private package index, a git remote). Bounded: linear on any input. */
 const URL_CREDENTIALS = /[a-z][a-z0-9+.-]{0,31}:\/\/([^/\s:@]{1,256}):([^/\s@]{1,256})@/gi;
 
@@ -36,6 +44,8 @@ export interface BuildArgSecrets {
   warnings: string[];
   /** Redacts the secret values (and URL passwords found in any build arg). */
   redactor: Redactor;
+  /** Every secret value found: the arg it is in, and whether it is the password of a URL in it. */
+  values: Array<{ name: string; value: string; inUrl: boolean }>;
 }
 
 /**
@@ -45,13 +55,18 @@ export interface BuildArgSecrets {
 export function buildArgSecrets(buildArgs: Record<string, string> | undefined, declared: readonly string[] = [], redactor: Redactor = new Redactor()): BuildArgSecrets {
   const names: string[] = [];
   const warnings: string[] = [];
+  const values: BuildArgSecrets['values'] = [];
   for (const [name, value] of Object.entries(buildArgs ?? {})) {
     if (typeof value !== 'string') continue;
     const inUrl = [...value.matchAll(URL_CREDENTIALS)];
-    for (const match of inUrl) redactor.add(match[2], match[1]);
+    for (const match of inUrl) {
+      redactor.add(match[2], match[1]);
+      values.push({ name, value: match[2] as string, inUrl: true });
+    }
     if (declared.includes(name) || looksLikeSecretName(name)) {
       names.push(name);
       redactor.add(value);
+      if (value !== '') values.push({ name, value, inUrl: false });
       warnings.push(
         `Build arg ${name} looks like a secret: build args are recorded in the image history (docker history --no-trunc shows them to anyone who can pull the image). Do not bake secrets into images: give them to the container at run time (environment variable or mounted file)`,
       );
@@ -59,5 +74,5 @@ export function buildArgSecrets(buildArgs: Record<string, string> | undefined, d
       warnings.push(`Build arg ${name} holds a URL with a password in it, which is recorded in the image history: use a URL without credentials and give them at run time`);
     }
   }
-  return { names, warnings, redactor };
+  return { names, warnings, redactor, values };
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import Docker from 'dockerode';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import type { EngineOptions } from '../options/generated/types.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export const DEFAULT_ENGINE_HOST = 'unix:///var/run/docker.sock';
 
@@ -28,7 +29,7 @@ export function connectEngine(options: EngineOptions = {}, env: NodeJS.ProcessEn
   const address = resolveEngineAddress(options, env);
   const tlsVerify = options.tlsVerify ?? (env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '' && env.DOCKER_TLS_VERIFY !== '0');
   const certPath = options.certPath ?? (env.DOCKER_CERT_PATH || path.join(os.homedir(), '.docker'));
-  const timeoutMs = (options.timeoutSeconds ?? 30) * 1000;
+  const timeoutMs = (options.timeoutSeconds ?? schemaDefault('common.schema.json', 'definitions/engine/properties/timeoutSeconds')) * 1000;
   let url: URL;
   try {
     url = new URL(address);

@@ -17,6 +17,7 @@ import { registryAuthHeader } from '../registry/docker-config.js';
 import { resolveCredentials } from './push.js';
 import { parseReference, withDefaultTag } from '../registry/reference.js';
 import type { EngineOptions, EngineSpec, RegistryAuth } from '../options/generated/types.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export type { EngineSpec };
 
@@ -154,7 +155,7 @@ export class EnginePool {
           engine: connectEngine(options, env),
           platforms: spec.platforms ? spec.platforms.map((p) => parsePlatform(p)) : [],
           nativeOnly: !spec.platforms,
-          concurrency: spec.concurrency ?? 1,
+          concurrency: spec.concurrency ?? schemaDefault('engine-pool.schema.json', 'definitions/engineSpec/properties/concurrency'),
           active: 0,
           peak: 0,
           builds: 0,
@@ -166,7 +167,7 @@ export class EnginePool {
   }
 
   /** The one engine of the engine option (DOCKER_HOST when unset), sent every platform. */
-  static single(options: EngineOptions | undefined, concurrency = 1, env: NodeJS.ProcessEnv = process.env): EnginePool {
+  static single(options: EngineOptions | undefined, concurrency: number = schemaDefault('engine-pool.schema.json', 'definitions/engineSpec/properties/concurrency'), env: NodeJS.ProcessEnv = process.env): EnginePool {
     const engine = connectEngine(options ?? {}, env);
     return new EnginePool([
       { name: 'default', engine, platforms: 'any', nativeOnly: false, concurrency, active: 0, peak: 0, builds: 0, holders: new Map(), foreign: new Map() },

@@ -12,6 +12,7 @@ import { LogTail, cleanLine, emit, readJsonLines, type OperationControls } from 
 import { RetryBudget, retrySettings, type RetryListener, type RetrySettings } from '../core/retry.js';
 import { validate } from '../options/schema.js';
 import type { PushOptions, RegistryAuth, RegistryTls, RetryOptions } from '../options/generated/types.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export type { PushOptions };
 
@@ -262,7 +263,7 @@ export async function runPush(engine: Engine, options: PushOptions, controls: Op
   const onRetry = (event: Parameters<RetryListener>[0]): void => emit(controls, event);
   const client = registryClientFor(first.registry, credentials, options.registryTls, { retry: options.retry, onRetry, signal: controls.signal });
   const settings = retrySettings(options.retry, PUSH_RETRY_DEFAULTS);
-  const stallMs = Math.round((options.stallTimeoutSeconds ?? 600) * 1000);
+  const stallMs = Math.round((options.stallTimeoutSeconds ?? schemaDefault('push-options.schema.json', 'properties/stallTimeoutSeconds')) * 1000);
   const warnings: string[] = [];
   const results: TagPushResult[] = [];
   let manifestSize = 0;

@@ -23,6 +23,7 @@ import type { RegistryCredentials } from '../registry/docker-config.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatBytes, describeQuota } from '../harbor/scan-gate.js';
 import { validate } from '../options/schema.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export type { PreflightOptions };
 
@@ -352,7 +353,7 @@ async function harborChecks(
   controls: PreflightControls,
 ): Promise<HarborOutcome> {
   const naming = controls.naming ?? 'camel';
-  const project = options.project ?? 'library';
+  const project = options.project ?? schemaDefault('preflight-options.schema.json', 'properties/project');
   const signal = controls.signal;
   const out: HarborOutcome = { kind: 'unknown', checks: [], projectCreated: false, wouldCreateProject: false };
   const notApplicable = (name: PreflightCheckName, message: string): void => {
@@ -553,7 +554,7 @@ function mirrorHint(registry: string, missing: MissingBaseImage[]): string {
 }
 
 async function baseImagesCheck(options: PreflightOptions, access: RegistryAccess, registryFailed: boolean, naming: Naming): Promise<{ check: PreflightCheck; missing: string[] }> {
-  const project = options.project ?? 'library';
+  const project = options.project ?? schemaDefault('preflight-options.schema.json', 'properties/project');
   if (!options.imagesDir) {
     return { check: { name: 'base-images', status: 'not-applicable', message: `Not checked: no images folder given (${optionName(naming, 'imagesDir')})` }, missing: [] };
   }
@@ -642,9 +643,9 @@ export async function runPreflight(options: PreflightOptions, controls: Prefligh
 export async function runValidatedPreflight(options: PreflightOptions, controls: PreflightControls = {}): Promise<PreflightResult> {
   const started = Date.now();
   const naming = controls.naming ?? 'camel';
-  const project = options.project ?? 'library';
+  const project = options.project ?? schemaDefault('preflight-options.schema.json', 'properties/project');
   const want = new Set<PreflightCheckName>(options.only ?? PREFLIGHT_CHECKS);
-  const minFreeGb = options.minFreeGb ?? 10;
+  const minFreeGb = options.minFreeGb ?? schemaDefault('preflight-options.schema.json', 'properties/minFreeGb');
   throwIfAborted(controls.signal);
   const report = (check: PreflightCheck): PreflightCheck => {
     emit(controls, { type: 'info', message: `preflight ${check.name}: ${check.status}: ${check.message}` });

@@ -17,6 +17,7 @@ import type { ImageMetadata } from '../options/generated/types.js';
 import { validate } from '../options/schema.js';
 import { copySources, expandVariables, globalArgs, parseDockerfile, stages, type ParsedDockerfile, type Stage } from './dockerfile.js';
 import { isValidRegistry, isValidRepository, isValidTag, parseReference, type ImageRef } from '../registry/reference.js';
+import { schemaDefault } from '../options/defaults.js';
 
 export type Severity = 'error' | 'warning';
 
@@ -106,7 +107,7 @@ export interface Catalog {
 
 export const METADATA_FILE = 'image.yaml';
 export const BASES_FILE = 'bases.yaml';
-export const DEFAULT_PROJECT = 'library';
+export const DEFAULT_PROJECT = schemaDefault('catalog-options.schema.json', 'properties/project');
 // A syntactically valid stand-in for an unknown Harbor host (.invalid never resolves).
 const PLACEHOLDER_REGISTRY = 'harbor-registry.invalid';
 const REGISTRY_VARIABLE = '${HARBOR_REGISTRY}';
@@ -623,7 +624,7 @@ export async function scaffoldImage(options: ScaffoldOptions): Promise<ScaffoldR
   if (typeof name !== 'string' || !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/.test(name) || name.length > 128 || !isValidRepository(`${project}/${name}`)) {
     throw scaffoldInvalid('name', `"${String(name)}" must be a repository name: lowercase letters and digits, separated by single '.', '_', '__' or dashes`);
   }
-  const category = options.category ?? 'jupyter';
+  const category = options.category ?? schemaDefault('new-image-options.schema.json', 'properties/category');
   if (!/^[a-z0-9][a-z0-9-]*$/.test(category) || category.length > 64) throw scaffoldInvalid('category', 'must be lowercase letters, digits and dashes, e.g. jupyter');
   const catalog = await loadCatalog(options.imagesDir, { project });
   const dir = path.join(catalog.dir, name);
@@ -660,7 +661,7 @@ export async function scaffoldImage(options: ScaffoldOptions): Promise<ScaffoldR
   const baseAdded = baseKind === 'added' ? `${ref.repository}:${ref.tag ?? 'latest'}` : undefined;
   if (inSet && inSet.name === name) throw scaffoldInvalid('from', 'an image cannot build on itself');
 
-  const python = options.python ?? true;
+  const python = options.python ?? schemaDefault('new-image-options.schema.json', 'properties/python');
   const template: ScaffoldResult['template'] = !python ? 'no-python' : inSet ? 'derived' : 'python';
   const displayName = options.displayName ?? name.split(/[-_.]+/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(' ');
   const description = options.description ?? `${displayName} image`;

@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import * as dockerignoreModule from '@balena/dockerignore';
 import tarFs from 'tar-fs';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
+import { schemaDefault } from '../options/defaults.js';
 
 // A CommonJS module whose typings claim an ES default export: take the factory either way.
 const dockerignore = ((dockerignoreModule as { default?: unknown }).default ?? dockerignoreModule) as (options?: { ignorecase?: boolean }) => dockerignoreModule.Ignore;
@@ -44,13 +45,12 @@ export interface ContextScan {
 export interface ScanOptions {
   /** Dockerfile path, relative to the context or absolute. Default "Dockerfile". */
   dockerfile?: string;
-  /** Refuse contexts larger than this (bytes of regular files). Default 16 GiB. */
+  /** Refuse contexts larger than this (bytes of regular files). Default: maxContextBytes of build-options.schema.json. */
   maxBytes?: number;
   /** Send symlinks whose target is outside the context (as links). Default false: refused. */
   allowExternalSymlinks?: boolean;
 }
 
-export const DEFAULT_MAX_CONTEXT_BYTES = 16 * 1024 ** 3;
 /** File system calls in flight while scanning one folder. */
 const SCAN_CONCURRENCY = 16;
 
@@ -139,7 +139,7 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
     const parts = file.split('/');
     for (let i = 1; i < parts.length; i++) alwaysDirs.add(parts.slice(0, i).join('/'));
   }
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_CONTEXT_BYTES;
+  const maxBytes = options.maxBytes ?? schemaDefault('build-options.schema.json', 'properties/maxContextBytes');
   const entries: ContextEntry[] = [];
   let totalBytes = 0;
   let fileCount = 0;

@@ -6,8 +6,9 @@
  *
  * Severity: errors make `ok` false (the build would fail or not be reproducible); warnings do not.
  * A pin that differs from a base image's pin is a warning: pip simply replaces the base's version
- * (which may or may not break the base's other packages; the message says upgrade or downgrade).
- * Two different pins of one package in one requirements file are an error: pip refuses them.
+ * (which may or may not break the base's other packages; the message says upgrade or downgrade,
+ * by PEP 440 order). Two different pins of one package in one requirements file are an error: pip
+ * refuses them; pins of one version written differently (1.0 and 1.0.0) are a repeat, a warning.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -16,7 +17,7 @@ import { ThinkubeImageError } from '../core/errors.js';
 import { createIgnoreMatcher, readIgnorePatterns, scanContext, type ContextScan } from './context.js';
 import { argDeclarations, copySources, expandVariables, isRemoteSource, shellWords, type Instruction, type ParsedDockerfile } from './dockerfile.js';
 import { ancestors, displayPath, loadCatalog, type Catalog, type CatalogImage, type CatalogOptions, type LintProblem } from './catalog.js';
-import { checkRequirement, compareVersions, normalizePackageName, parseRequirements, type Pin } from './requirements.js';
+import { checkRequirement, installEffect, normalizePackageName, parseRequirements, sameVersion, type Pin } from './requirements.js';
 
 export { formatProblem, type LintProblem, type Severity } from './catalog.js';
 
@@ -282,7 +283,7 @@ async function checkRequirementFiles(catalog: Catalog, image: CatalogImage, out:
         byKey.set(pin.key, pin);
         continue;
       }
-      if (earlier.version !== pin.version) {
+      if (!sameVersion(earlier.version, pin.version)) {
         out.push({ severity: 'error', file, line: pin.line, rule: 'pin-duplicate', message: `${pin.name}==${pin.version} conflicts with ${earlier.name}==${earlier.version} on line ${earlier.line}`, hint: 'pip refuses two versions of one package in one install: keep one line' });
       } else {
         out.push({ severity: 'warning', file, line: pin.line, rule: 'pin-duplicate', message: `${pin.name}==${pin.version} is already pinned on line ${earlier.line}`, hint: 'remove the repeated line' });
@@ -338,10 +339,9 @@ function checkPinConflicts(catalog: Catalog, pins: Map<string, Pin[]>): LintProb
       const basePins = new Map((pins.get(base) ?? []).map((p) => [p.key, p]));
       for (const pin of own) {
         const theirs = basePins.get(pin.key);
-        if (!theirs || theirs.version === pin.version || reported.has(pin.key)) continue;
+        if (!theirs || sameVersion(theirs.version, pin.version) || reported.has(pin.key)) continue;
         reported.add(pin.key);
-        const cmp = compareVersions(pin.version, theirs.version);
-        const effect = cmp === undefined ? 'replaces' : cmp > 0 ? 'upgrades' : 'downgrades';
+        const effect = installEffect(pin.version, theirs.version);
         out.push({
           severity: 'warning',
           file: rel(catalog, pin.file ?? image.dockerfilePath),

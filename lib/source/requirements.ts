@@ -7,7 +7,13 @@
  * Decisions: `===` (arbitrary equality) is an exact pin and accepted; `==1.2.*` is a range and
  * rejected; a requirement with several clauses (`==1.0,<2`) is rejected (say one version); local
  * paths (./wheels/x.whl) are accepted: they come from the build context and are versioned with it.
+ *
+ * Versions and specifier clauses are PEP 440, as pip reads them (@renovatebot/pep440): `==abc` is
+ * not a version (pip refuses it; `===abc` is the way to pin one), and two pins are the same version
+ * when PEP 440 says so (`1.0` and `1.0.0`, `1.0RC1` and `1.0rc1`). Names, extras, URLs and markers
+ * (PEP 508) are parsed here: the library covers versions and specifiers only.
  */
+import { RANGE_PATTERN, compare, explain, validRange } from '@renovatebot/pep440';
 
 export interface Pin {
   /** Name as written. */
@@ -68,7 +74,8 @@ const FILE_OPTIONS: Record<string, boolean> = {
 const PER_REQUIREMENT_OPTIONS = /\s--(hash|config-settings|global-option|install-option)(=\S+|\s+\S+)/g;
 
 const NAME = /^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)/;
-const EXACT_VERSION = /^[A-Za-z0-9][A-Za-z0-9._+!-]*$/;
+/** One PEP 440 clause: operator, then a version (with `.*` as prefix) or, for ===, any string (legacy). */
+const CLAUSE = new RegExp(`^${RANGE_PATTERN}$`, 'i');
 
 export function normalizePackageName(name: string): string {
   return name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -121,6 +128,11 @@ export function checkRequirement(text: string, line = 0): CheckedRequirement {
   let rest = text.trim();
   // A bare URL or path (pip accepts these; the name comes from #egg= or the file).
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest) || isPathLike(rest)) {
+    const semi = /\s;/.exec(rest)?.index;
+    if (semi !== undefined) {
+      entry.marker = rest.slice(semi).replace(/^\s*;/, '').trim();
+      rest = rest.slice(0, semi);
+    }
     entry.url = rest;
     const egg = /#egg=([^&\s]+)/.exec(rest)?.[1];
     entry.name = egg;
@@ -139,14 +151,15 @@ export function checkRequirement(text: string, line = 0): CheckedRequirement {
     entry.extras = rest.slice(1, close).split(',').map((s) => s.trim()).filter(Boolean);
     rest = rest.slice(close + 1).trim();
   }
-  const semi = rest.indexOf(';');
-  if (semi >= 0) {
-    entry.marker = rest.slice(semi + 1).trim();
+  // PEP 508: after a URL the marker needs whitespace before ';' (a URL may hold a ';').
+  const semi = rest.startsWith('@') ? /\s;/.exec(rest)?.index : rest.indexOf(';');
+  if (semi !== undefined && semi >= 0) {
+    entry.marker = rest.slice(semi).replace(/^\s*;/, '').trim();
     rest = rest.slice(0, semi).trim();
   }
   const display = `${name}${entry.extras.length ? `[${entry.extras.join(',')}]` : ''}`;
   if (rest.startsWith('@')) {
-    // PEP 508 URL form; a marker after a URL needs whitespace before ';' (already split).
+    // PEP 508 URL form.
     entry.url = rest.slice(1).trim();
     const p = urlProblem(`${name} @ ${entry.url}`, entry.url);
     return { entry, problem: p ? { rule: 'pin', ...p } : undefined };
@@ -154,19 +167,21 @@ export function checkRequirement(text: string, line = 0): CheckedRequirement {
   if (rest.startsWith('(') && rest.endsWith(')')) rest = rest.slice(1, -1).trim();
   if (rest === '') return { entry, problem: { rule: 'pin', message: `${name} is not pinned`, hint: `pin an exact version: ${display}==X.Y.Z` } };
   entry.specifiers = rest.split(',').map((s) => s.trim()).filter(Boolean);
-  const clauses = entry.specifiers.map((s) => /^(===|==|!=|~=|>=|<=|>|<)\s*(.*)$/.exec(s));
-  const bad = clauses.findIndex((c) => !c || (c[2] ?? '') === '');
+  const clauses = entry.specifiers.map((s) => CLAUSE.exec(s)?.groups);
+  // validRange is PEP 440's judgement: ==abc, ~=1 and >=1.0+local are not specifiers pip takes.
+  const bad = clauses.findIndex((c, i) => !c || !validRange(entry.specifiers[i] as string));
   if (bad >= 0) return { entry, problem: { rule: 'requirement-syntax', message: `${display}: "${entry.specifiers[bad]}" is not a version specifier`, hint: `write ${display}==X.Y.Z` } };
+  const written = `${display}${rest.replace(/\s+/g, '')}`;
   if (clauses.length === 1) {
-    const [, op, version = ''] = clauses[0] as RegExpExecArray;
-    if ((op === '==' || op === '===') && EXACT_VERSION.test(version)) {
-      entry.pinned = version;
+    const { operator: op, version, legacy, prefix } = clauses[0] as Record<string, string | undefined>;
+    if ((op === '==' || op === '===') && !prefix) {
+      entry.pinned = version ?? legacy;
       return { entry, problem: undefined };
     }
-    const why = op === '==' ? `${display}${rest.replace(/\s+/g, '')} is a wildcard, not an exact pin` : `${display}${rest.replace(/\s+/g, '')} is a range (${op}), not an exact pin`;
+    const why = op === '==' ? `${written} is a wildcard, not an exact pin` : `${written} is a range (${op}), not an exact pin`;
     return { entry, problem: { rule: 'pin', message: why, hint: `pin an exact version: ${display}==X.Y.Z` } };
   }
-  return { entry, problem: { rule: 'pin', message: `${display}${rest.replace(/\s+/g, '')} combines several clauses, not one exact pin`, hint: `pin one exact version: ${display}==X.Y.Z` } };
+  return { entry, problem: { rule: 'pin', message: `${written} combines several clauses, not one exact pin`, hint: `pin one exact version: ${display}==X.Y.Z` } };
 }
 
 /** Parse a requirements file and check every line. Never throws. */
@@ -215,25 +230,25 @@ function addRequirement(out: ParsedRequirements, text: string, line: number): vo
   if (entry?.name && entry.pinned) out.pins.push({ name: entry.name, key: normalizePackageName(entry.name), version: entry.pinned, line, file: out.file });
 }
 
-/**
- * Compare two versions for wording only (upgrade/downgrade): numeric release segments, then a
- * plain string comparison of the remainder. Returns undefined when either is not N(.N)* based.
- */
+/** PEP 440 ordering of two versions (-1, 0, 1); undefined when either is not a PEP 440 version (an === pin). */
 export function compareVersions(a: string, b: string): number | undefined {
-  const parse = (v: string): { release: number[]; rest: string } | undefined => {
-    const m = /^v?(\d+(?:\.\d+)*)(.*)$/i.exec(v.replace(/\+.*$/, ''));
-    return m ? { release: (m[1] as string).split('.').map(Number), rest: (m[2] ?? '').toLowerCase() } : undefined;
-  };
-  const pa = parse(a);
-  const pb = parse(b);
-  if (!pa || !pb) return undefined;
-  for (let i = 0; i < Math.max(pa.release.length, pb.release.length); i++) {
-    const d = (pa.release[i] ?? 0) - (pb.release[i] ?? 0);
-    if (d !== 0) return Math.sign(d);
-  }
-  if (pa.rest === pb.rest) return 0;
-  // 1.0.post1 > 1.0 > 1.0rc1: a post release sorts after, anything else (pre/dev) before.
-  const rank = (r: string): number => (r === '' ? 1 : /^\.?post/.test(r) ? 2 : 0);
-  const d = rank(pa.rest) - rank(pb.rest);
-  return d !== 0 ? Math.sign(d) : pa.rest < pb.rest ? -1 : 1;
+  if (!explain(a) || !explain(b)) return undefined;
+  return Math.sign(compare(a, b));
+}
+
+/** The same version: PEP 440 equal (1.0 and 1.0.0), or the same string where either is not PEP 440 (=== pins). */
+export function sameVersion(a: string, b: string): boolean {
+  return compareVersions(a, b) === 0 || a.toLowerCase() === b.toLowerCase();
+}
+
+/**
+ * What installing `version` over an installed `installed` does, in words: upgrades or downgrades
+ * by PEP 440 order; replaces when the order says nothing (versions that differ only in their
+ * local label, such as 2.5.1+cpu and 2.5.1, are other builds of one release; === pins).
+ */
+export function installEffect(version: string, installed: string): 'upgrades' | 'downgrades' | 'replaces' {
+  const a = explain(version);
+  const b = explain(installed);
+  const cmp = a && b ? compareVersions(a.public, b.public) : undefined;
+  return !cmp ? 'replaces' : cmp > 0 ? 'upgrades' : 'downgrades';
 }

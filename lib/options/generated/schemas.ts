@@ -153,10 +153,11 @@ export const schemaDocuments = {
         "default": 1800
       },
       "maxContextBytes": {
-        "description": "Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.",
+        "description": "Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes (the default is 16 GiB).",
         "type": "integer",
         "minimum": 1,
-        "maximum": 1099511627776
+        "maximum": 1099511627776,
+        "default": 17179869184
       },
       "auth": {
         "$ref": "common.schema.json#/definitions/registryAuth"
@@ -260,10 +261,11 @@ export const schemaDocuments = {
             "maxLength": 4096
           },
           "timeoutSeconds": {
-            "description": "Timeout for engine API calls other than the build and push streams.",
+            "description": "Timeout for engine API calls other than the build and push streams, in seconds.",
             "type": "number",
             "exclusiveMinimum": 0,
-            "maximum": 86400
+            "maximum": 86400,
+            "default": 30
           }
         }
       },
@@ -705,10 +707,11 @@ export const schemaDocuments = {
             }
           },
           "concurrency": {
-            "description": "Builds this engine runs at the same time (unset: 1).",
+            "description": "Builds this engine runs at the same time.",
             "type": "integer",
             "minimum": 1,
-            "maximum": 64
+            "maximum": 64,
+            "default": 1
           }
         }
       },
@@ -1242,11 +1245,8 @@ export const schemaDocuments = {
         "default": false
       },
       "stallTimeoutSeconds": {
-        "description": "Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine.",
-        "type": "number",
-        "exclusiveMinimum": 0,
-        "maximum": 86400,
-        "default": 1800
+        "description": "Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine. Pushes have their own stall timeout (push options).",
+        "$ref": "build-options.schema.json#/properties/stallTimeoutSeconds"
       },
       "maxContextBytes": {
         "$ref": "build-options.schema.json#/properties/maxContextBytes"

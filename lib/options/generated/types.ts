@@ -154,7 +154,7 @@ export interface BuildOptions {
    */
   stallTimeoutSeconds?: number;
   /**
-   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.
+   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes (the default is 16 GiB).
    */
   maxContextBytes?: number;
   auth?: RegistryAuth;
@@ -228,7 +228,7 @@ export interface EngineOptions {
    */
   certPath?: string;
   /**
-   * Timeout for engine API calls other than the build and push streams.
+   * Timeout for engine API calls other than the build and push streams, in seconds.
    */
   timeoutSeconds?: number;
 }
@@ -608,7 +608,7 @@ export interface EngineOptions1 {
    */
   certPath?: string;
   /**
-   * Timeout for engine API calls other than the build and push streams.
+   * Timeout for engine API calls other than the build and push streams, in seconds.
    */
   timeoutSeconds?: number;
 }
@@ -633,7 +633,7 @@ export interface EngineSpec {
    */
   certPath?: string;
   /**
-   * Timeout for engine API calls other than the build and push streams.
+   * Timeout for engine API calls other than the build and push streams, in seconds.
    */
   timeoutSeconds?: number;
   /**
@@ -644,7 +644,7 @@ export interface EngineSpec {
    */
   platforms?: PlatformName[];
   /**
-   * Builds this engine runs at the same time (unset: 1).
+   * Builds this engine runs at the same time.
    */
   concurrency?: number;
 }
@@ -718,11 +718,11 @@ export interface PipelineOptions {
    */
   force?: boolean;
   /**
-   * Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine.
+   * Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine. Pushes have their own stall timeout (push options).
    */
   stallTimeoutSeconds?: number;
   /**
-   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes. Default 16 GiB.
+   * Refuse (ERR_CONTEXT, before anything is sent) a build context whose files add up to more than this many bytes (the default is 16 GiB).
    */
   maxContextBytes?: number;
   retry?: RetryOptions;
