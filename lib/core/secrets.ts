@@ -63,10 +63,15 @@ export function buildArgSecrets(buildArgs: Record<string, string> | undefined, d
       redactor.add(match[2], match[1]);
       values.push({ name, value: match[2] as string, inUrl: true });
     }
+    // A name that only looks like a secret's with a short value (USE_AUTH=1, TOKEN_TTL=60) is a
+    // setting, not a secret: warned about, not masked everywhere nor refused.
+    const guessedSetting = !declared.includes(name) && value.length < MIN_SECRET_LENGTH;
     if (declared.includes(name) || looksLikeSecretName(name)) {
       names.push(name);
-      redactor.add(value);
-      if (value !== '') values.push({ name, value, inUrl: false });
+      if (!guessedSetting) {
+        redactor.add(value);
+        if (value !== '') values.push({ name, value, inUrl: false });
+      }
       warnings.push(
         `Build arg ${name} looks like a secret: build args are recorded in the image history (docker history --no-trunc shows them to anyone who can pull the image). Do not bake secrets into images: give them to the container at run time (environment variable or mounted file)`,
       );
