@@ -164,3 +164,17 @@ t.test('planBuild: base digests from the registry, explicit OCI labels are input
   t.match(missing.uncertain, /neither in its registry nor on the engine/, 'a base that cannot be found makes the plan uncertain');
   t.equal(missing.existing, undefined, 'so it is never skipped');
 });
+
+t.test('buildIfChanged refuses tags in two repositories on the first run too, before building', async (t) => {
+  const env = await testEnv();
+  const dir = context(t);
+  const name = uniqueName('span');
+  const engine = connectEngine({ host: env.dockerHost });
+  const { buildIfChanged } = await import('../dist/lib/build/incremental.js');
+  const options = { context: dir, tags: [`${env.registryAnon}/library/${name}:latest`, `${env.registryAnon}/library/${name}-other:latest`], skipUnchanged: true };
+  const events = [];
+  const error = await buildIfChanged(engine, options, await scanContext(dir), { onEvent: (e) => events.push(e) }).catch((e) => e);
+  t.equal(error.code, 'ERR_INVALID_OPTIONS', 'refused although nothing is in the registry yet (the skip path is not taken)');
+  t.match(error.message, /every tag must be in .*-other:latest is not/);
+  t.notOk(events.some((e) => e.type === 'build-step'), 'nothing was built');
+});

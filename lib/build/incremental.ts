@@ -234,21 +234,23 @@ export async function refreshBases(engine: Engine, bases: BaseImageDigest[], opt
  */
 export async function buildIfChanged(engine: Engine, options: BuildOptions, scan: ContextScan, controls: OperationControls = {}): Promise<IncrementalBuildResult> {
   const started = Date.now();
+  const first = withDefaultTag(parseReference(options.tags[0] as string));
+  // Checked whether or not this run can skip: the next identical run would skip, and must not
+  // then fail where this one passed.
+  const refs = options.tags.map((reference) => {
+    const ref = withDefaultTag(parseReference(reference));
+    if (ref.registry !== first.registry || ref.repository !== first.repository) {
+      throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `With skipUnchanged every tag must be in ${first.registry}/${first.repository}; ${reference} is not`, {
+        hint: 'Build each repository with its own call',
+      });
+    }
+    return { reference, ref };
+  });
   const clients = clientsFor(options, controls);
   const plan = await planBuild(engine, options, scan, clients, false);
-  const first = withDefaultTag(parseReference(options.tags[0] as string));
   const client = await clients.get(first.registry);
   if (plan.existing && !options.force) {
     const existing = plan.existing;
-    const refs = options.tags.map((reference) => {
-      const ref = withDefaultTag(parseReference(reference));
-      if (ref.registry !== first.registry || ref.repository !== first.repository) {
-        throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `With skipUnchanged every tag must be in ${first.registry}/${first.repository}; ${reference} is not`, {
-          hint: 'Build each repository with its own call',
-        });
-      }
-      return { reference, ref };
-    });
     // The usual no-op: every tag already names the image, and a HEAD each is all it takes to know.
     const [described, current] = await Promise.all([
       describeExisting(client, first.repository, existing),
