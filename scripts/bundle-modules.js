@@ -27,7 +27,7 @@ for (const { file, module } of entries) {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node22',
     // ssh2's optional native speed-ups; it works without them.
     external: ['cpu-features', '*.node'],
     banner: {

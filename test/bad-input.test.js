@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from './helpers/env.js';
+import { FC_SEED, assertProperty, seededRandom } from './helpers/fast-check.js';
 import { schemaDocuments } from '../dist/lib/options/generated/schemas.js';
 import { deref } from '../dist/lib/options/option-spec.js';
 import { ansibleOptions } from '../dist/lib/adapters/ansible.js';
@@ -379,6 +380,9 @@ function assertCleanValidation(mod, args) {
 
 let propertyCases = 0;
 const invalidSamples = [];
+// Which generated invalid args are kept for the process runs: drawn from the seed, so a replay keeps the same.
+const sampleDraw = seededRandom('invalid-samples');
+t.comment(`fast-check seed ${FC_SEED} (replay this run with FC_SEED=${FC_SEED})`);
 
 t.test('property-based: one option at a time takes arbitrary values', async (t) => {
   for (const mod of modules.filter((m) => BASES[m.name])) {
@@ -386,12 +390,13 @@ t.test('property-based: one option at a time takes arbitrary values', async (t) 
     for (const name of Object.keys(schema.properties)) {
       const key = snake(name);
       let tried = 0;
-      fc.assert(
+      assertProperty(
+        `${mod.name}.${key}`,
         fc.property(arbitraryFor(schema.properties[name]), (value) => {
           tried++;
           const args = { ...BASES[mod.name], [key]: value };
           const outcome = assertCleanValidation(mod, args);
-          if (outcome === 'invalid' && invalidSamples.length < 400 && Math.random() < 0.15) invalidSamples.push({ mod, args });
+          if (outcome === 'invalid' && invalidSamples.length < 400 && sampleDraw() < 0.15) invalidSamples.push({ mod, args });
         }),
         { numRuns: 60 },
       );
@@ -406,7 +411,8 @@ t.test('property-based: arbitrary extra keys are named, whatever their spelling'
     const schema = schemaOf(mod.schema);
     const known = new Set([...Object.keys(schema.properties), ...Object.keys(schema.properties).map(snake)]);
     let tried = 0;
-    fc.assert(
+    assertProperty(
+      `${mod.name}: extra keys`,
       fc.property(
         fc.string({ unit: 'grapheme', minLength: 1, maxLength: 24 }).filter((k) => !known.has(k) && !k.startsWith('_ansible_')),
         fc.jsonValue({ maxDepth: 2 }),
@@ -433,7 +439,8 @@ t.test('property-based: arbitrary extra keys are named, whatever their spelling'
 t.test('property-based: whole arbitrary args objects', async (t) => {
   for (const mod of modules.filter((m) => BASES[m.name])) {
     let tried = 0;
-    fc.assert(
+    assertProperty(
+      `${mod.name}: whole args`,
       fc.property(fc.oneof(arbitraryFor(schemaOf(mod.schema)), fc.dictionary(fc.string({ maxLength: 16 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 6 })), (args) => {
         tried++;
         if (!args || typeof args !== 'object' || Array.isArray(args)) return;

@@ -287,10 +287,9 @@ t.test('a big tree is scanned and packed exactly, owners zeroed, modes kept', as
   }
   writeFileSync(path.join(dir, 'run.sh'), '#!/bin/sh\n');
   chmodSync(path.join(dir, 'run.sh'), 0o755);
-  const started = Date.now();
+  // How fast: bench/micro.js.
   const scan = await scanContext(dir);
   t.equal(scan.fileCount, 40 * 45 + 3, '1800 files + Dockerfile, .dockerignore, run.sh (the .skip files excluded)');
-  t.ok(Date.now() - started < 10_000, `scanned in ${Date.now() - started} ms`);
   const tar = tarEntries(await packToBuffer(scan));
   t.same(tar.map((e) => e.name).sort(), scan.entries.map((e) => e.path).sort(), 'the tar holds exactly the scanned entries');
   t.ok(tar.every((e) => e.uid === 0 && e.gid === 0), 'owners zeroed');

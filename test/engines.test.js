@@ -66,12 +66,13 @@ t.test('the pool: platforms and concurrency limits', async (t) => {
   const leases = [];
   for (let i = 0; i < 3; i++) leases.push(await pool.acquire({ platform: 'linux/amd64' }));
   t.same(leases.map((l) => l.name).sort(), ['emulating', 'emulating', 'own-platform'], 'three builds fill both engines (2 + 1)');
-  let fourth;
-  const waiting = pool.acquire({ platform: 'linux/amd64' }).then((lease) => (fourth = lease));
-  await delay(50);
-  t.equal(fourth, undefined, 'a fourth build waits: every slot is taken');
+  // A lease is granted synchronously when a slot is free: the pool's build count says whether it was.
+  const granted = () => pool.stats().reduce((n, s) => n + s.builds, 0);
+  const waiting = pool.acquire({ platform: 'linux/amd64' });
+  t.equal(granted(), 3, 'a fourth build waits: every slot is taken');
   leases.find((l) => l.name === 'own-platform').release();
-  await waiting;
+  t.equal(granted(), 4, 'the freed slot goes to it at once');
+  const fourth = await waiting;
   t.equal(fourth.name, 'own-platform', 'it gets the slot that was freed');
   for (const lease of [...leases, fourth]) lease.release();
   t.same(pool.stats().map((s) => s.peak), [2, 1], 'no engine ran more than its concurrency');
@@ -93,17 +94,18 @@ t.test('the pool: builds for other platforms never share a base tag on one engin
   const amd = await pool.acquire({ platform: 'linux/amd64', bases: [base] });
   const amd2 = await pool.acquire({ platform: 'linux/amd64', bases: [base] });
   t.pass('two amd64 builds share the base');
-  let arm;
-  const armWaiting = pool.acquire({ platform: 'linux/arm64', bases: [base] }).then((l) => (arm = l));
+  // Leases are granted synchronously when they can run: the build count says which were.
+  const granted = () => pool.stats()[0].builds;
+  const armWaiting = pool.acquire({ platform: 'linux/arm64', bases: [base] });
+  t.equal(granted(), 2, 'an arm64 build on the same base tag waits');
   const other = await pool.acquire({ platform: 'linux/arm64', bases: ['localhost/other:1'] });
   t.ok(other, 'an arm64 build on another base is not held up (no head-of-line blocking)');
-  await delay(50);
-  t.equal(arm, undefined, 'an arm64 build on the same base tag waits');
+  t.equal(granted(), 3, 'only that one was granted');
   amd.release();
-  await delay(20);
-  t.equal(arm, undefined, 'still waiting while one amd64 build uses it');
+  t.equal(granted(), 3, 'still waiting while one amd64 build uses the base');
   amd2.release();
-  await armWaiting;
+  t.equal(granted(), 4, 'granted once the amd64 builds are done');
+  const arm = await armWaiting;
   t.equal(arm.platform, 'linux/arm64', 'it runs once the amd64 builds are done');
   arm.release();
   other.release();
@@ -174,20 +176,20 @@ t.test('two engines build two independent images at the same time; the dependent
       ],
       registration: { target: 'catalog', catalogPath },
     },
-    { onEvent: (e) => events.push({ at: Date.now(), ...e }) },
+    { onEvent: (e) => events.push(e) },
   );
   t.equal(result.failed, false, `pipeline succeeds: ${JSON.stringify(result.images.map((i) => [i.name, i.status, i.error?.message]))}`);
   const byName = Object.fromEntries(result.images.map((i) => [i.name.slice(prefix.length + 1), i]));
-  const mark = (kind, name) => events.find((e) => e.type === 'info' && e.message.startsWith(`${kind} ${prefix}-${name}:`))?.at;
+  // Positions in the event stream: the order in which things happened, whatever the machine's speed.
+  const mark = (kind, name) => events.findIndex((e) => e.type === 'info' && e.message.startsWith(`${kind} ${prefix}-${name}:`));
   const span = (name) => ({ start: mark('==>', name), end: mark('<==', name) });
   const one = span('one');
   const two = span('two');
   const child = span('child');
-  t.ok(one.start && one.end && two.start && two.end && child.start && child.end, 'start and end events for every image');
-  t.ok(one.start < two.end && two.start < one.end, `one [${one.start}, ${one.end}] and two [${two.start}, ${two.end}] overlap in time`);
-  t.ok(Math.abs(one.start - two.start) < 2000, 'they start together');
+  t.ok([one, two, child].every((s) => s.start >= 0 && s.end > s.start), 'start and end events for every image');
+  t.ok(Math.max(one.start, two.start) < Math.min(one.end, two.end), `both independent images started before either ended (events one [${one.start}, ${one.end}], two [${two.start}, ${two.end}]): they ran at the same time`);
   t.not(byName.one.engine, byName.two.engine, `built on different engines (${byName.one.engine}, ${byName.two.engine})`);
-  t.ok(child.start >= one.end, 'the dependent image starts only after its base is done');
+  t.ok(child.start > one.end, 'the dependent image starts only after its base is done');
   t.ok(Date.parse(byName.child.startedAt) >= Date.parse(byName.one.finishedAt), 'the results say the same');
   t.same(
     result.engines.map((e) => [e.name, e.peak]),
@@ -197,8 +199,6 @@ t.test('two engines build two independent images at the same time; the dependent
     ],
     'each engine kept to its concurrency of 1',
   );
-  // Wall time is less than the two sleeps back to back: they ran in parallel.
-  t.ok(two.end - one.start < 2 * 4000 + (child.end - child.start), 'parallel wall time');
   for (const suffix of ['one', 'two', 'child']) {
     const head = await registry.headManifest(`library/${prefix}-${suffix}`, 'latest');
     t.equal(head?.digest, byName[suffix].digest, `${suffix} is in the registry with the reported digest`);

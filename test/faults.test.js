@@ -139,7 +139,6 @@ t.test('registry failing past the retry budget: clear failure, nothing registere
   const catalogPath = path.join(tmp(t, 'tk-fault-cat-'), 'catalog.json');
   proxy.failRequests({ method: 'PUT', path: /\/manifests\//, status: 503, times: 1000 });
   const events = [];
-  const started = Date.now();
   const failed = await runPipeline(
     { imagesDir: dir, registry: proxy.address, engine, retry: { limit: 2, initialDelaySeconds: 0.2 }, registration: { target: 'catalog', catalogPath } },
     { onEvent: (e) => events.push(e) },
@@ -152,7 +151,6 @@ t.test('registry failing past the retry budget: clear failure, nothing registere
   t.match(image.error.message, /gave up after 2 retries/, 'says the retries were spent');
   t.match(image.error.message, proxy.address, 'names the registry');
   t.equal(events.filter((e) => e.type === 'retry' && e.operation.startsWith('push ')).length, 2, 'two retries, each reported');
-  t.ok(Date.now() - started < 60_000, 'bounded in time');
   t.equal(await registry.headManifest(`library/${name}`, 'latest'), undefined, 'the registry has no tag');
   t.same(readCatalog(catalogPath), {}, 'nothing was registered');
 
@@ -171,10 +169,9 @@ t.test('registry API: 429 honours Retry-After, 503 on reads is retried, each ret
   const client = new RegistryClient({ registry: proxy.address, onRetry: (e) => events.push(e) });
   proxy.failRequests({ method: 'HEAD', path: /manifests/, status: 429, retryAfter: 1, times: 1 });
   proxy.failRequests({ method: 'HEAD', path: /manifests/, status: 503, times: 1 });
-  const started = Date.now();
   const head = await client.headManifest('library/busybox', env.busyboxTag);
   t.ok(head?.digest, 'answered after the retries');
-  t.ok(Date.now() - started >= 1000, 'waited the Retry-After of 1 s');
+  // That a wait lasts its delayMs is proved on a virtual clock in retry.test.js.
   t.equal(events.length, 2);
   t.match(events[0], { type: 'retry', attempt: 1, delayMs: 1000, reason: 'HTTP 429' });
   t.match(events[1], { type: 'retry', attempt: 2, reason: 'HTTP 503' });
@@ -202,12 +199,10 @@ t.test('a stalled registry: the push is cancelled after stallTimeoutSeconds and 
   await docker.getImage(env.busyboxImage).tag({ repo: ref.slice(0, ref.lastIndexOf(':')), tag: '1' });
   t.teardown(() => docker.getImage(ref).remove().catch(() => {}));
   proxy.pause();
-  const started = Date.now();
   const error = await pushImage({ tags: [ref], engine, verify: false, stallTimeoutSeconds: 2, retry: { limit: 0 } }).catch((e) => e);
   proxy.resume();
   t.equal(error.code, 'ERR_TIMEOUT', error.message);
-  t.match(error.message, /no progress for 2 s/);
-  t.ok(Date.now() - started < 20_000, 'not waited on forever');
+  t.match(error.message, /no progress for 2 s/, 'the stall timeout ended it');
 });
 
 t.test('a push cancelled midway stops cleanly and says which tags were pushed and which not', async (t) => {
@@ -391,12 +386,10 @@ t.test('a build without output for stallTimeoutSeconds: ERR_TIMEOUT naming the s
   const ctx = tmp(t, 'tk-fault-ctx-');
   const token = `stall-${uniqueName('b')}`;
   writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${env.busyboxImage}\nRUN echo ${token} && sleep 60\n`);
-  const started = Date.now();
   const error = await buildImage({ context: ctx, tags: [`${env.registryAnon}/fault/${uniqueName('stall')}:1`], engine, stallTimeoutSeconds: 2 }).catch((e) => e);
   t.equal(error.code, 'ERR_TIMEOUT', error.message);
-  t.match(error.message, /sent no output for 2 s in Step 2\/\d+ : RUN echo/);
+  t.match(error.message, /sent no output for 2 s in Step 2\/\d+ : RUN echo/, 'the stall timeout ended it, not the 60 s step');
   t.match(error.step, /^Step 2\/\d+ : RUN echo/);
-  t.ok(Date.now() - started < 30_000);
   await waitFor('the build container to go', async () => (await containersWith(token)).length === 0, 30_000);
   t.pass('the stalled build was cancelled on the daemon');
 });

@@ -1,7 +1,8 @@
-// Every request HarborClient makes is checked against Harbor's own API description: Prism 5.12
-// serves ../shared/reference/harbor-v2.0-swagger.yaml with --errors, so a request that breaks the
-// spec (unknown path, wrong parameter type or name, bad body, bad header, bad auth scheme) gets a
-// 4xx instead of a mocked answer. A recording proxy between the client and Prism keeps every
+// Every request HarborClient makes is checked against Harbor's own API description: Prism serves
+// test/contracts/harbor-api.yaml (the operations the client uses, copied verbatim from Harbor's
+// swagger; scripts/check-harbor-contract.js keeps it equal to Harbor's) with --errors, so a
+// request that breaks the spec (unknown path, wrong parameter type or name, bad body, bad header,
+// bad auth scheme) gets a 4xx instead of a mocked answer. A recording proxy between the client and Prism keeps every
 // status, so no 4xx can hide behind the client's own handling (404 -> false, 409 -> unchanged).
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { repoRoot } from './helpers/env.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
 
-const swagger = path.resolve(repoRoot, '..', 'shared', 'reference', 'harbor-v2.0-swagger.yaml');
+const swagger = path.join(repoRoot, 'test', 'contracts', 'harbor-api.yaml');
 const prismBin = path.join(repoRoot, 'node_modules', '.bin', 'prism');
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -28,7 +29,7 @@ function freePort() {
 }
 
 async function startPrism() {
-  if (!existsSync(swagger)) throw new Error(`Harbor's swagger is missing: ${swagger}`);
+  if (!existsSync(swagger)) throw new Error(`The Harbor API description is missing: ${swagger}`);
   if (!existsSync(prismBin)) throw new Error(`Prism is missing: ${prismBin} (npm install)`);
   const port = await freePort();
   const started = Date.now();

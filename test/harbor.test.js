@@ -16,6 +16,7 @@ import {
   formatBytes,
 } from '../dist/lib/harbor/scan-gate.js';
 import { startHarborStandin, fakeDigest, GiB, MiB } from './helpers/harbor-standin.js';
+import { virtualClock } from './helpers/virtual-clock.js';
 
 const ADMIN = { username: 'admin', password: 'Harbor12345' };
 const ROBOT = { username: 'robot$thinkube', password: 'robot-secret' };
@@ -277,22 +278,42 @@ t.test('scan gate: scan Error fails with a clear reason', async (t) => {
   t.match(scanGateError(result), { code: 'ERR_SCAN_GATE', hint: /scan log of report/ });
 });
 
-t.test('scan gate: a scan that never finishes times out, polling with backoff', async (t) => {
+t.test('scan gate: a scan that never finishes times out (against the stand-in)', async (t) => {
   const digest = fakeDigest('slow');
   const s = await standin(t, { artifacts: [{ project: 'library', repository: 'slow', digest, scan: { outcome: 'Hang' } }] });
-  const started = Date.now();
+  const events = [];
   const result = await scanGate(new HarborClient({ url: s.url, ...ADMIN }), {
     project: 'library', repository: 'slow', digest, maxSeverity: 'critical', timeoutSeconds: 1, pollIntervalMs: 50, maxPollIntervalMs: 200,
-  });
-  const elapsed = Date.now() - started;
+  }, { onEvent: (e) => events.push(e) });
   t.match(result, { status: 'Timeout', passed: false, reason: /did not finish within 1 s \(last status: Running\)/ });
-  t.ok(elapsed >= 1000 && elapsed < 3000, `stopped near the limit (${elapsed} ms)`);
   const polls = s.requests.filter((r) => r.query.with_scan_overview === 'true');
-  // A fixed 50 ms interval would poll ~20 times; 50, 75, 112, 168, 200... polls 7-9 times.
-  t.ok(polls.length >= 5 && polls.length <= 12, `backoff: ${polls.length} polls`);
-  const gaps = polls.slice(2).map((r, i) => r.at - polls[i + 1].at);
-  t.ok(gaps.at(-1) >= 150, `the interval grew to the cap (${gaps.join(', ')})`);
+  t.ok(polls.length >= 2, `read the overview before the scan and polled it after (${polls.length} reads)`);
+  t.equal(events[0].type, 'scan-requested');
+  t.equal(events.filter((e) => e.type === 'scan-status').at(-1)?.status, 'Running', 'the last status reported is Running');
+  t.match(events.at(-1), { type: 'scan-finished', result: { status: 'Timeout' } }, 'then the verdict');
   t.match(scanGateError(result).hint, /raise the scan timeout/);
+});
+
+t.test('scan gate: polls back off by half up to the cap and give up at the timeout (virtual clock)', async (t) => {
+  const digest = fakeDigest('virtual');
+  const clock = virtualClock(t);
+  const reads = [];
+  // Only what scanGate calls; answers at once, so the timers alone decide when the gate polls.
+  const client = {
+    async getArtifact() {
+      reads.push(clock.now());
+      return { digest, scan_overview: { [ACCEPT_VULNERABILITIES.split(', ')[0]]: { report_id: 'r1', scan_status: 'Running', complete_percent: 10 } } };
+    },
+    async scanArtifact() {
+      return { accepted: true };
+    },
+  };
+  const result = await clock.run(scanGate(client, { project: 'library', repository: 'slow', digest, timeoutSeconds: 1, pollIntervalMs: 50, maxPollIntervalMs: 200 }));
+  t.match(result, { status: 'Timeout', passed: false, reason: /did not finish within 1 s \(last status: Running\)/ });
+  t.same(reads, [0, 0, 50, 125, 238, 408, 608, 808, 1000], 'a read before the scan, then polls at these virtual ms');
+  const gaps = reads.slice(2).map((at, i) => at - reads[i + 1]);
+  t.same(gaps, [50, 75, 113, 170, 200, 200, 192], 'each wait half again as long, capped at 200 ms, the last cut to the deadline');
+  t.equal(clock.now(), 1000, 'gave up exactly at the 1 s timeout');
 });
 
 t.test('scan gate: the previous report shown before the new scan starts is not taken as the result', async (t) => {

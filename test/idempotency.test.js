@@ -5,12 +5,12 @@ import t from 'tap';
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { testEnv, uniqueName } from './helpers/env.js';
+import { registryLogSince } from './helpers/registry-log.js';
 
 const env = testEnv();
 const engine = { host: env.dockerHost };
@@ -53,8 +53,7 @@ const logOffset = () => statSync(env.registryAnonLog).size;
 
 /** Lines of the registry log after `offset` that start or continue a blob upload into one of `repositories`. */
 async function uploadLines(offset, repositories) {
-  await sleep(300); // the registry writes its access line right after answering
-  const text = readFileSync(env.registryAnonLog).subarray(offset).toString('utf8');
+  const text = await registryLogSince(env.registryAnon, env.registryAnonLog, offset);
   return text.split('\n').filter((line) => /\b(PUT|POST|PATCH)\b/.test(line) && repositories.some((repo) => line.includes(`/v2/${repo}/blobs/uploads`)));
 }
 

@@ -345,11 +345,21 @@ t.test('abort during the backoff', async (t) => {
   const control = await standin(t);
   control.failNext(10, 503);
   const controller = new AbortController();
-  setTimeout(() => controller.abort(), 150);
-  const started = Date.now();
-  const error = await rejection(registerImage(options(control), { signal: controller.signal }));
+  const events = [];
+  // A 10-minute backoff: only a wait that ends with the signal lets this test finish.
+  const slow = { retry: { initialDelaySeconds: 600, maxDelaySeconds: 600, maxTotalSeconds: 3600 } };
+  const error = await rejection(registerImage(options(control, slow), {
+    signal: controller.signal,
+    onEvent: (e) => {
+      events.push(e);
+      // Abort once the wait has begun (the retry event comes just before it).
+      if (e.type === 'retry') setImmediate(() => controller.abort());
+    },
+  }));
   t.equal(error.code, 'ERR_ABORTED');
-  t.ok(Date.now() - started < 450, 'stops at once, not after the backoff');
+  t.match(error.message, /aborted during the wait before retrying GET /, 'it was the wait that ended');
+  t.same(events.filter((e) => e.type === 'retry').map((e) => [e.attempt, e.delayMs >= 600_000]), [[1, true]], 'one retry announced, with the 10-minute wait');
+  t.equal(control.requests.length, 1, 'nothing was sent after the abort');
 });
 
 t.test('only a verified digest is registered; the reference must be the image', async (t) => {

@@ -1,5 +1,5 @@
 // A stateful stand-in of the Harbor v2.0 REST endpoints this project uses (Harbor cannot run
-// here). It follows the contract of ../shared/reference/harbor-v2.0-swagger.yaml: paths under
+// here). It follows the contract of test/contracts/harbor-api.yaml (Harbor's swagger): paths under
 // /api/v2.0, Harbor's {"errors":[{code,message}]} bodies, Basic auth checked byte for byte,
 // 412 on /users/current for robot accounts, repository names decoded the way Harbor's router
 // does (the path is decoded once, so a%2Fb splits into two segments and only a%252Fb works),
