@@ -4,8 +4,9 @@
 // and the catalog file byte-identical, no write request in the registry's access log, no image
 // tagged on the engine). Real dockerd and the anonymous registry of test/env.
 //
-// The Ansible playbook is not a column of the table yet: ansible/10_build_jupyter_images.yaml still
-// loops over the per-image tasks; once it is one thinkube_image_pipeline call, it joins ENTRY_POINTS.
+// The third entry point is the playbook ansible/10_build_jupyter_images.yaml (one
+// thinkube_image_pipeline task) run by the real ansible-playbook, with and without --check: the
+// module's result and the PLAY RECAP counts of both runs are compared.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -18,6 +19,10 @@ import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
+import { recap, runPlaybook } from './helpers/ansible.js';
+
+// 7 scenarios x 3 entry points, each a first run, a check run and a real run, on a shared machine.
+t.setTimeout(30 * 60_000);
 
 const env = testEnv();
 const engine = { host: env.dockerHost };
@@ -139,7 +144,46 @@ const ENTRY_POINTS = [
       return normalize(result, fx.p);
     },
   },
+  {
+    name: 'playbook',
+    async run(t, fx, { check }) {
+      const extraVars = {
+        harbor_registry: env.registryAnon,
+        // The anonymous registry asks for no credentials; the playbook requires the variable.
+        harbor_admin_password: 'not-asked-for',
+        images_dir: fx.dir,
+        engine_host: env.dockerHost,
+        image_tags: fx.tags,
+        registration_target: 'catalog',
+        catalog_path: fx.catalogPath,
+      };
+      // -v prints each task's result as one line of JSON: the pipeline task's is the module's result.
+      const run = await runPlaybook({ extraVars, args: check ? ['-v', '--check'] : ['-v'], env: { ANSIBLE_CALLBACK_RESULT_FORMAT: 'json' } });
+      const result = pipelineTaskResult(run.output);
+      const counts = recap(run.output);
+      const what = `ansible-playbook${check ? ' --check' : ''}`;
+      t.ok(result && counts, `${what}: the pipeline task's result and the PLAY RECAP are in the output${result && counts ? '' : `\n${run.output.slice(-4000)}`}`);
+      t.notOk(run.output.includes('MODULE FAILURE'), `${what}: no module failure`);
+      // The pipeline task is the only task that can change anything here; the last task fails the play when an image failed.
+      t.equal(counts?.changed, result?.changed ? 1 : 0, `${what}: PLAY RECAP changed=${counts?.changed} is the module's changed=${result?.changed}`);
+      t.equal(counts?.failed, result?.failed ? 1 : 0, `${what}: PLAY RECAP failed=${counts?.failed} follows the module's failed=${result?.failed}`);
+      t.equal(run.code, result?.failed ? 2 : 0, `${what}: exit code ${run.code}`);
+      return { ...normalize(result, fx.p), recap: counts };
+    },
+  },
 ];
+
+/** The module result of the playbook's thinkube_image_pipeline task, from ansible-playbook -v output. */
+function pipelineTaskResult(output) {
+  const lines = output.split('\n');
+  const task = lines.findIndex((l) => l.startsWith('TASK [Build, push, scan and register every image in dependency order]'));
+  if (task < 0) return undefined;
+  const line = lines.slice(task + 1).find((l) => /^(ok|changed|failed|fatal): \[localhost\] => \{/.test(l));
+  if (!line) return undefined;
+  const result = JSON.parse(line.slice(line.indexOf('=> ') + 3));
+  // failed_when: false sets the task's failed to false; the module's failed_images say what failed.
+  return { ...result, failed: result.failed_images.length > 0 };
+}
 
 // ------------------------------------------------------------------ what "changed nothing" means
 
@@ -246,14 +290,16 @@ const SCENARIOS = [
     untouched: ['root', 'child'],
   },
   {
+    // An unlisted base that is in the registry: the playbook's preflight, which stops the whole
+    // play on a base missing from the registry, then leaves it to the pipeline's checks.
     name: 'a check error in a new set (root FROM a base outside bases.yaml)',
-    fixture: { rootFrom: 'library/busybox:1.36' },
+    fixture: { rootFrom: 'library/busybox-arm64:1.35' },
     baseline: false,
     setup() {},
     expect: { root: false, child: false, solo: true },
     built: ['solo'],
     status: { root: 'failed', child: 'skipped' },
-    failsWith: /busybox:1\.36.*bases\.yaml/,
+    failsWith: /busybox-arm64:1\.35.*bases\.yaml/,
     untouched: ['root', 'child'],
   },
 ];
@@ -281,6 +327,10 @@ async function runScenario(t, entry, scenario) {
   const real = await entry.run(t, fx, { check: false });
   const line = (r, short) => `${r.images[short].status}, changed ${r.images[short].changed}: ${r.images[short].reason}`;
   t.equal(check.changed, real.changed, `overall: check mode predicts changed=${real.changed}`);
+  if (real.recap) {
+    t.equal(check.recap.changed, real.recap.changed, `PLAY RECAP: check mode predicts changed=${real.recap.changed}`);
+    t.equal(check.recap.failed, real.recap.failed, `PLAY RECAP: check mode predicts failed=${real.recap.failed}`);
+  }
   t.equal(real.changed, Object.values(scenario.expect).some(Boolean), 'overall: changed as the table says');
   const failing = Object.values(scenario.status ?? {}).includes('failed');
   t.equal(check.failed, failing, `check run failed=${failing}`);
@@ -329,17 +379,18 @@ for (const scenario of SCENARIOS) {
   }
 }
 
-t.test('pipeline command, then the library, then the pipeline command again: only the first changes anything', async (t) => {
+t.test('pipeline command, then the library, then the pipeline command again (then the playbook): only the first changes anything', async (t) => {
   const fx = await fixture(t);
   const entry = Object.fromEntries(ENTRY_POINTS.map((e) => [e.name, e]));
   const command = (...a) => entry['pipeline command'].run(...a);
   const library = (...a) => entry.library.run(...a);
+  const playbook = (...a) => entry.playbook.run(...a);
   const first = await command(t, fx, { check: false });
   t.equal(first.failed, false);
   t.equal(first.changed, true, 'the first run (pipeline command) builds and registers the set');
   for (const short of SHORT) t.equal(first.images[short].buildSkipped, false, `${short}: built by the first run`);
   const catalog = catalogBytes(fx);
-  for (const [name, run] of [['library', library], ['pipeline command', command]]) {
+  for (const [name, run] of [['library', library], ['pipeline command', command], ['playbook', playbook]]) {
     const again = await run(t, fx, { check: false });
     t.equal(again.failed, false);
     t.equal(again.changed, false, `${name} after it: nothing changed`);
