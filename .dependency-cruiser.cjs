@@ -34,5 +34,4 @@ module.exports = {
     tsConfig: { fileName: 'tsconfig.json' },
     moduleSystems: ['es6'],
   },
-  LAYERS,
 };
