@@ -1317,9 +1317,6 @@ export const schemaDocuments = {
           "timeoutSeconds": {
             "$ref": "register-options.schema.json#/properties/timeoutSeconds"
           },
-          "retries": {
-            "$ref": "register-options.schema.json#/properties/retries"
-          },
           "retry": {
             "$ref": "register-options.schema.json#/properties/retry"
           },
@@ -1592,13 +1589,6 @@ export const schemaDocuments = {
         "maximum": 3600,
         "default": 30
       },
-      "retries": {
-        "description": "How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.",
-        "type": "integer",
-        "minimum": 0,
-        "maximum": 10,
-        "default": 3
-      },
       "retry": {
         "$ref": "common.schema.json#/definitions/retry"
       },
@@ -1613,6 +1603,7 @@ export const schemaDocuments = {
         "description": "Where and how the ConfigMap manifest is written (target configmap).",
         "type": "object",
         "additionalProperties": false,
+        "default": {},
         "properties": {
           "namespace": {
             "description": "Namespace of the ConfigMap (thinkube-control reads every namespace).",

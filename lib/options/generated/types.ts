@@ -794,10 +794,6 @@ export interface PipelineRegistration {
    * Timeout of each HTTP request to thinkube-control.
    */
   timeoutSeconds?: number;
-  /**
-   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
-   */
-  retries?: number;
   retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
@@ -929,10 +925,6 @@ export interface RegisterOptions {
    * Timeout of each HTTP request to thinkube-control.
    */
   timeoutSeconds?: number;
-  /**
-   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
-   */
-  retries?: number;
   retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
