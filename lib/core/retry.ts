@@ -68,15 +68,6 @@ export function backoffDelay(retry: number, settings: Pick<RetrySettings, 'initi
   return Math.min(settings.maxDelayMs, Math.round(base * (1 + JITTER * random())));
 }
 
-/** A Retry-After header (delta-seconds or an HTTP date) in milliseconds; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | undefined {
-  const text = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (!text) return undefined;
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
 /**
  * One operation's retry budget. After a retryable failure, `take(reason)` reports the retry and
  * returns the wait (for a caller that sleeps itself, like got), `wait(reason)` reports, sleeps
