@@ -172,7 +172,7 @@ t.test('projects: missing project created, 409 is not an error, quota described'
 t.test('a permission error names the user and Harbor\'s error code', async (t) => {
   const s = await standin(t, { users: { reader: 'pw' }, readOnly: ['reader'] });
   const error = await new HarborClient({ url: s.url, username: 'reader', password: 'pw' }).createProject('x1').then(() => undefined, (e) => e);
-  t.match(error, { code: 'ERR_HARBOR', message: /does not allow user "reader" to create private project "x1" \(POST \/api\/v2\.0\/projects: HTTP 403, FORBIDDEN: user reader has no permission/ });
+  t.match(error, { code: 'ERR_REGISTRY_AUTH', message: /does not allow user "reader" to create private project "x1" \(POST \/api\/v2\.0\/projects: HTTP 403, FORBIDDEN: user reader has no permission/ });
   t.equal(error.details.harborErrors[0].code, 'FORBIDDEN');
 });
 

@@ -1,10 +1,9 @@
 // registerImage target api against a stateful stand-in of thinkube-control that follows the
 // contract (schemas/control-api.schema.json) and FastAPI's conventions.
 import t from 'tap';
-import { rejection } from './helpers/assert.js';
+import { closedPort, rejection } from './helpers/assert.js';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
@@ -199,8 +198,8 @@ t.test('503 twice, then success: registered exactly once', async (t) => {
   t.equal(successfulPosts(control).length, 1, 'exactly one successful POST');
   t.equal(control.requests.filter((r) => r.status === 503).length, 2);
   t.equal(events.filter((e) => e.type === 'retry').length, 2);
-  // Exponential from 0.5 s, plus up to 25% jitter (never shorter than the backoff).
-  t.ok(events.filter((e) => e.type === 'retry').every((e, i) => e.delayMs >= 500 * 2 ** i && e.delayMs <= 625 * 2 ** i), 'exponential backoff with jitter');
+  // Exponential from retry.initialDelaySeconds (the schema's default, 1 s), plus up to 25% jitter (never shorter than the backoff).
+  t.ok(events.filter((e) => e.type === 'retry').every((e, i) => e.delayMs >= 1000 * 2 ** i && e.delayMs <= 1250 * 2 ** i), 'exponential backoff with jitter');
 });
 
 t.test('a POST failing with 503 is retried only after a GET shows it was not stored', async (t) => {
@@ -253,7 +252,7 @@ t.test('409 on create (created meanwhile) becomes an update or unchanged', async
 t.test('5xx beyond the retries, and 4xx never retried, carry the server detail', async (t) => {
   const control = await standin(t);
   control.failNext(5, 500, { detail: 'database is down', retryAfter: 0 });
-  const error = await rejection(registerImage(options(control, { retries: 1 })));
+  const error = await rejection(registerImage(options(control, { retry: { limit: 1 } })));
   t.equal(error.code, 'ERR_REGISTRATION');
   t.match(error.message, /answered 500 to GET .* after 2 attempt\(s\): database is down/);
   t.match(error.hint, /logs/);
@@ -286,20 +285,12 @@ t.test('the stand-in enforces the contract like FastAPI', async (t) => {
   t.equal((await fetch(`${control.url}/v1/images/nope`, { headers })).status, 404);
 });
 
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address();
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 t.test('connection refused is retried until thinkube-control is up; unreachable fails clearly', async (t) => {
-  const port = await freePort();
+  const port = await closedPort();
   const url = `http://127.0.0.1:${port}/api`;
-  const dead = await rejection(registerImage(options({ url, token: 'tk_x' }, { retries: 0 })));
+  const dead = await rejection(registerImage(options({ url, token: 'tk_x' }, { retry: { limit: 0 } })));
   t.equal(dead.code, 'ERR_REGISTRATION');
-  t.match(dead.message, `Could not reach thinkube-control at ${url} (ECONNREFUSED`);
+  t.match(dead.message, `Cannot reach thinkube-control at ${url} (ECONNREFUSED)`);
   t.match(dead.hint, /running/);
 
   const token = `tk_${'k'.repeat(32)}`;
@@ -322,9 +313,9 @@ t.test('TLS: verified by default, caFile trusts a private CA', async (t) => {
   const control = await standin(t, { tls: { key: readFileSync(key), cert: readFileSync(cert) } });
   t.match(control.url, /^https:/);
 
-  const untrusted = await rejection(registerImage(options(control, { retries: 0 })));
+  const untrusted = await rejection(registerImage(options(control, { retry: { limit: 0 } })));
   t.equal(untrusted.code, 'ERR_REGISTRATION');
-  t.match(untrusted.message, `Could not verify the TLS certificate of thinkube-control at ${control.url}`);
+  t.match(untrusted.message, `TLS with thinkube-control at ${control.url} failed (DEPTH_ZERO_SELF_SIGNED_CERT`);
   t.match(untrusted.hint, /caFile/);
   t.equal(control.images.size, 0);
 

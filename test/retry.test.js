@@ -1,8 +1,8 @@
 // The shared retry rules and the secret heuristics, in-process: backoff with jitter inside its
-// bounds, Retry-After in both forms, the budget's count and time limits, which push errors are
-// worth another try, and which build arg names look like secrets.
+// bounds, the budget's count and time limits, which push errors are worth another try, and which
+// build arg names look like secrets. (Retry-After and retries over HTTP: test/http.test.js.)
 import t from 'tap';
-import { RetryBudget, backoffDelay, parseRetryAfter, retrySettings } from '../dist/lib/core/retry.js';
+import { RetryBudget, backoffDelay, retrySettings } from '../dist/lib/core/retry.js';
 import { transientPushError } from '../dist/lib/engine/push.js';
 import { buildArgSecrets, looksLikeSecretName } from '../dist/lib/core/secrets.js';
 import { virtualClock } from './helpers/virtual-clock.js';
@@ -16,16 +16,6 @@ t.test('backoff doubles, is capped, and jitters upward by at most 25%', async (t
   const delays = Array.from({ length: 200 }, () => backoffDelay(1, settings));
   t.ok(delays.every((d) => d >= 2000 && d <= 2500), 'jittered within [2 s, 2.5 s]');
   t.ok(new Set(delays).size > 20, 'and actually spread');
-});
-
-t.test('Retry-After: seconds or an HTTP date', async (t) => {
-  t.equal(parseRetryAfter('3'), 3000);
-  t.equal(parseRetryAfter(['7', '9']), 7000);
-  const now = Date.parse('2030-01-01T00:00:00Z');
-  t.equal(parseRetryAfter('Tue, 01 Jan 2030 00:00:05 GMT', now), 5000);
-  t.equal(parseRetryAfter('Mon, 31 Dec 2029 23:00:00 GMT', now), 0, 'a date in the past: no wait');
-  t.equal(parseRetryAfter('soon'), undefined);
-  t.equal(parseRetryAfter(undefined), undefined);
 });
 
 t.test('the budget: count, total time, too long a Retry-After; each retry reported', async (t) => {

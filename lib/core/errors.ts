@@ -96,14 +96,6 @@ export function isThinkubeImageError(error: unknown): error is ThinkubeImageErro
   return error instanceof ThinkubeImageError;
 }
 
-/** Node system error codes that mean "could not connect at all". */
-const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EACCES', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE']);
-
-export function isConnectionError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && CONNECT_CODES.has(code);
-}
-
 export function errorCodeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;

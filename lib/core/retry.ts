@@ -1,8 +1,10 @@
 /**
- * The retry rules every network client shares: exponential backoff with jitter, a Retry-After from
- * the server honoured, bounded by a number of retries and a total time, and every retry reported
- * as a `retry` event (Ansible shows them as warnings). What is safe to retry is each caller's
- * decision: only requests that cannot have taken effect, or that are idempotent.
+ * The retry rules every retried operation shares: exponential backoff with jitter, a Retry-After
+ * from the server honoured, bounded by a number of retries and a total time, and every retry
+ * reported as a `retry` event (Ansible shows them as warnings). HTTP requests get them through
+ * got's own retry (lib/http/client.ts calls `take` from got's calculateDelay); engine pushes wait
+ * here (`wait`). What is safe to retry is each caller's decision: only requests that cannot have
+ * taken effect, or that are idempotent.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RetryOptions } from '../options/generated/types.js';
@@ -38,14 +40,25 @@ export type RetryListener = (event: RetryEvent) => void;
 /** Upward jitter: a wait is never shorter than the backoff, up to this fraction longer. */
 export const JITTER = 0.25;
 
-/** Settings from the schema's `retry` option (seconds) over a client's defaults. */
-export function retrySettings(options: RetryOptions | undefined, defaults: RetrySettings): RetrySettings {
-  const ms = (seconds: number | undefined, fallback: number): number => (seconds === undefined ? fallback : Math.round(seconds * 1000));
+/**
+ * Settings from the schema's `retry` option (seconds). A validated option carries every field (the
+ * defaults live in schemas/common.schema.json): pass it alone. `defaults` fill what is missing.
+ */
+export function retrySettings(options: Required<RetryOptions>): RetrySettings;
+export function retrySettings(options: RetryOptions | undefined, defaults: RetrySettings): RetrySettings;
+export function retrySettings(options: RetryOptions | undefined, defaults?: RetrySettings): RetrySettings {
+  const ms = (seconds: number | undefined, fallback: number | undefined): number => {
+    const value = seconds === undefined ? fallback : Math.round(seconds * 1000);
+    if (value === undefined) throw new TypeError('retrySettings: an option without defaults must be validated (every field set)');
+    return value;
+  };
+  const limit = options?.limit ?? defaults?.limit;
+  if (limit === undefined) throw new TypeError('retrySettings: an option without defaults must be validated (every field set)');
   return {
-    limit: options?.limit ?? defaults.limit,
-    maxTotalMs: ms(options?.maxTotalSeconds, defaults.maxTotalMs),
-    initialDelayMs: ms(options?.initialDelaySeconds, defaults.initialDelayMs),
-    maxDelayMs: ms(options?.maxDelaySeconds, defaults.maxDelayMs),
+    limit,
+    maxTotalMs: ms(options?.maxTotalSeconds, defaults?.maxTotalMs),
+    initialDelayMs: ms(options?.initialDelaySeconds, defaults?.initialDelayMs),
+    maxDelayMs: ms(options?.maxDelaySeconds, defaults?.maxDelayMs),
   };
 }
 
@@ -55,19 +68,11 @@ export function backoffDelay(retry: number, settings: Pick<RetrySettings, 'initi
   return Math.min(settings.maxDelayMs, Math.round(base * (1 + JITTER * random())));
 }
 
-/** A Retry-After header (delta-seconds or an HTTP date) in milliseconds; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | undefined {
-  const text = (Array.isArray(value) ? value[0] : value)?.trim();
-  if (!text) return undefined;
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
 /**
- * One operation's retry budget. Call `wait(reason)` after a retryable failure: it reports the
- * retry, sleeps (abortable), and resolves true; false when the budget (count, total time, a too
- * long Retry-After) is spent and the caller should give up with the last failure.
+ * One operation's retry budget. After a retryable failure, `take(reason)` reports the retry and
+ * returns the wait (for a caller that sleeps itself, like got), `wait(reason)` reports, sleeps
+ * (abortable) and resolves true. Both say no (undefined, false) when the budget (count, total
+ * time, a too long Retry-After) is spent and the caller should give up with the last failure.
  */
 export class RetryBudget {
   readonly started = Date.now();
@@ -101,16 +106,23 @@ export class RetryBudget {
     return delay;
   }
 
-  /** Report and wait; false when no retry is left. Rejects (AbortError) when the signal fires. */
-  async wait(reason: string, retryAfterMs?: number): Promise<boolean> {
+  /** Count and report the next retry; its wait in ms, or undefined when no retry is left (see `exhausted`). */
+  take(reason: string, retryAfterMs?: number): number | undefined {
     const delayMs = this.next(retryAfterMs);
-    if (delayMs === undefined) return false;
+    if (delayMs === undefined) return undefined;
     this.retries++;
     try {
       this.hooks.onRetry?.({ type: 'retry', operation: this.operation, attempt: this.retries, delayMs, reason });
     } catch {
       // A failing listener must not change what is retried.
     }
+    return delayMs;
+  }
+
+  /** Report and wait; false when no retry is left. Rejects (AbortError) when the signal fires. */
+  async wait(reason: string, retryAfterMs?: number): Promise<boolean> {
+    const delayMs = this.take(reason, retryAfterMs);
+    if (delayMs === undefined) return false;
     await sleep(delayMs, undefined, this.hooks.signal ? { signal: this.hooks.signal } : {});
     return true;
   }

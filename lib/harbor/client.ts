@@ -7,13 +7,13 @@
  * cookie sessions, which a client that never stores cookies never has.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
-import got, { AbortError, RequestError, TimeoutError, type Method } from 'got';
-import { ThinkubeImageError, ValidationError, isConnectionError, type ErrorCode } from '../core/errors.js';
+import { ThinkubeImageError, ValidationError, type ErrorCode } from '../core/errors.js';
+import type { RetryListener } from '../core/retry.js';
 import type { HarborOptions } from '../options/generated/types.js';
 import { validate, type ValidateOptions } from '../options/schema.js';
-import { RetryBudget, parseRetryAfter, retrySettings, type RetryListener, type RetrySettings } from '../core/retry.js';
+import { HttpClient, type HttpResponse, type Method } from '../http/client.js';
+import { registryErrorsOf, type RegistryErrorEntry } from '../http/errors.js';
+import { isLoopbackHost } from '../http/tls.js';
 
 export type { HarborOptions };
 
@@ -24,10 +24,6 @@ export interface HarborCallControls {
   onRetry?: RetryListener;
 }
 
-/** Retries of Harbor requests (options.retry overrides these). */
-export const HARBOR_RETRY_DEFAULTS: Readonly<RetrySettings> = Object.freeze({ limit: 2, maxTotalMs: 120_000, initialDelayMs: 1000, maxDelayMs: 30_000 });
-/** Connection failures worth another try of a read (never TLS or DNS failures). */
-const RETRY_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 export interface HarborComponentHealth {
   name: string;
@@ -202,33 +198,6 @@ export function encodeRepositoryName(repository: string): string {
   return encodeURIComponent(encodeURIComponent(repository));
 }
 
-const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d+)?$/i;
-
-const TLS_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'EPROTO',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-]);
-
-interface HarborErrorEntry {
-  code?: string;
-  message?: string;
-}
-
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
 interface RequestSpec {
   method: Method;
   /** Path below basePath, already encoded, starting with '/'. */
@@ -253,12 +222,14 @@ export class HarborClient {
   readonly options: Readonly<Omit<HarborOptions, 'password'>>;
   // Private fields stay out of util.inspect, JSON and error details.
   readonly #authorization: string | undefined;
-  readonly #https: { rejectUnauthorized: boolean; certificateAuthority?: string[] };
-  readonly #timeoutMs: number;
-  readonly #retry: RetrySettings;
+  readonly #http: HttpClient;
 
   constructor(options: HarborOptions, validateOptions: ValidateOptions = {}) {
-    const opts = validate<HarborOptions>('harbor-options.schema.json', options, { what: 'Harbor options', ...validateOptions });
+    // Validated: every default (basePath, timeoutSeconds, validateCerts, requestIds) comes from the schema.
+    const opts = validate<HarborOptions & Required<Pick<HarborOptions, 'basePath' | 'timeoutSeconds' | 'validateCerts'>>>('harbor-options.schema.json', options, {
+      what: 'Harbor options',
+      ...validateOptions,
+    });
     const naming = validateOptions.naming ?? 'camel';
     if (!opts.url && !opts.host) {
       throw new ValidationError(validateOptions.what ?? 'Harbor options', [
@@ -270,10 +241,10 @@ export class HarborClient {
       origin = new URL(opts.url);
     } else {
       const host = opts.host as string;
-      origin = new URL(`${LOOPBACK_HOST.test(host) ? 'http' : 'https'}://${host}`);
+      origin = new URL(`${isLoopbackHost(host) ? 'http' : 'https'}://${host}`);
     }
     const urlPath = origin.pathname.replace(/\/+$/, '');
-    const basePath = (opts.basePath ?? '/api/v2.0').replace(/\/+$/, '');
+    const basePath = opts.basePath.replace(/\/+$/, '');
     this.baseUrl = `${origin.protocol}//${origin.host}${urlPath}${basePath}`;
     this.host = origin.host;
     this.username = opts.username;
@@ -281,29 +252,21 @@ export class HarborClient {
       // Buffer, not URL userinfo: the name must reach Harbor exactly, `$` and all.
       this.#authorization = `Basic ${Buffer.from(`${opts.username}:${opts.password}`, 'utf8').toString('base64')}`;
     }
-    const https: { rejectUnauthorized: boolean; certificateAuthority?: string[] } = { rejectUnauthorized: opts.validateCerts !== false };
-    if (opts.caFile) {
-      let pem: string;
-      try {
-        pem = readFileSync(opts.caFile, 'utf8');
-      } catch (error) {
-        throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `Cannot read the Harbor CA file ${opts.caFile}: ${(error as Error).message}`, {
-          hint: 'Give caFile as the path of a readable PEM bundle',
-          details: { field: 'caFile', file: opts.caFile },
-        });
-      }
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-        throw new ThinkubeImageError('ERR_INVALID_OPTIONS', `The Harbor CA file ${opts.caFile} holds no PEM certificate`, {
-          hint: 'Give caFile as a PEM bundle (-----BEGIN CERTIFICATE----- blocks)',
-          details: { field: 'caFile', file: opts.caFile },
-        });
-      }
-      // Setting `ca` replaces Node's trust store: keep the public roots and add the given CAs.
-      https.certificateAuthority = [...rootCertificates, pem];
-    }
-    this.#https = https;
-    this.#timeoutMs = Math.round((opts.timeoutSeconds ?? 30) * 1000);
-    this.#retry = retrySettings(opts.retry, HARBOR_RETRY_DEFAULTS);
+    this.#http = new HttpClient({
+      service: {
+        name: `Harbor at ${this.baseUrl}`,
+        codes: { unreachable: 'ERR_REGISTRY_UNREACHABLE', auth: 'ERR_REGISTRY_AUTH', failed: 'ERR_HARBOR' },
+        details: { host: this.host, url: this.baseUrl, ...(opts.username !== undefined ? { username: opts.username } : {}) },
+      },
+      timeoutSeconds: opts.timeoutSeconds,
+      validateCerts: opts.validateCerts,
+      caFile: opts.caFile,
+      // An http:// url is the caller's choice; a host alone is https unless it is loopback.
+      plainHttp: origin.protocol === 'http:',
+      retry: opts.retry,
+      headers: { accept: 'application/json, text/plain;q=0.9' },
+      secrets: [{ secret: opts.password, username: opts.username }],
+    });
     const { password: _password, ...visible } = opts;
     this.options = Object.freeze(visible);
   }
@@ -341,7 +304,7 @@ export class HarborClient {
     const spec: RequestSpec = { method: 'GET', path: '/ping', auth: false, what: 'answer a ping', signal: controls.signal, onRetry: controls.onRetry };
     const res = await this.#send(spec);
     if (res.status !== 200) this.#fail(res, spec);
-    return res.body.trim();
+    return res.text().trim();
   }
 
   /**
@@ -420,7 +383,7 @@ export class HarborClient {
     const res = await this.#send(spec);
     if (res.status === 201) {
       const result: CreateProjectResult = { name, changed: true };
-      const location = header(res, 'location');
+      const location = res.header('location');
       if (location) result.location = location;
       return result;
     }
@@ -557,7 +520,7 @@ export class HarborClient {
       const list = this.#json(res, 'GET', spec.path);
       if (!Array.isArray(list)) throw this.#notHarbor('GET', spec.path, 'the tag list is not an array');
       for (const t of list as Array<Record<string, unknown>>) if (t && typeof t.name === 'string') tags.push(t as unknown as HarborTag);
-      const total = Number(header(res, 'x-total-count'));
+      const total = Number(res.header('x-total-count'));
       if (list.length < pageSize || (Number.isFinite(total) && tags.length >= total)) break;
     }
     return tags;
@@ -566,158 +529,73 @@ export class HarborClient {
   // ---- transport ----
 
   /**
-   * One request, retried when that is safe: reads (GET, HEAD) after a connection failure, a 429 or
-   * a 5xx; any method after a 429 (Harbor did not process it). Every retry is reported.
+   * One request through the HTTP layer: reads (GET, HEAD) retried after a connection failure, a
+   * timeout, a 429 or a 5xx; any method after a 429 (Harbor did not process it). Every retry is
+   * reported.
    */
-  async #send(spec: RequestSpec): Promise<RawResponse> {
-    const budget = new RetryBudget(`${spec.method} ${this.#displayPath(spec.path)} on Harbor at ${this.host}`, this.#retry, { onRetry: spec.onRetry, signal: spec.signal });
-    const read = spec.method === 'GET' || spec.method === 'HEAD';
-    for (;;) {
-      let res: RawResponse;
-      try {
-        res = await this.#sendOnce(spec);
-      } catch (error) {
-        const code = (error as ThinkubeImageError).details?.errorCode;
-        if (read && typeof code === 'string' && RETRY_CODES.has(code) && (await this.#pause(budget, spec, code))) continue;
-        if (read && (error as ThinkubeImageError).code === 'ERR_TIMEOUT' && (await this.#pause(budget, spec, 'timeout'))) continue;
-        throw error;
-      }
-      if ((read && res.status >= 500) || res.status === 429) {
-        if (await this.#pause(budget, spec, `HTTP ${res.status}`, parseRetryAfter(res.headers['retry-after']))) continue;
-      }
-      return res;
-    }
-  }
-
-  async #pause(budget: RetryBudget, spec: RequestSpec, reason: string, retryAfterMs?: number): Promise<boolean> {
-    try {
-      return await budget.wait(reason, retryAfterMs);
-    } catch {
-      throw new ThinkubeImageError('ERR_ABORTED', `Aborted while waiting to retry a request to Harbor at ${this.host} (${spec.what})`, { details: { host: this.host } });
-    }
-  }
-
-  async #sendOnce(spec: RequestSpec): Promise<RawResponse> {
+  async #send(spec: RequestSpec): Promise<HttpResponse> {
     const url = new URL(this.baseUrl + spec.path);
     for (const [k, v] of Object.entries(spec.query ?? {})) url.searchParams.set(k, String(v));
-    const headers: Record<string, string> = { Accept: 'application/json, text/plain;q=0.9', ...spec.headers };
+    const headers: Record<string, string> = { ...spec.headers };
     if (spec.auth !== false && this.#authorization) headers.Authorization = this.#authorization;
     if (this.options.requestIds !== false) headers['X-Request-Id'] = randomUUID();
-    const requestId = headers['X-Request-Id'];
-    try {
-      const res = await got(url.href, {
-        method: spec.method,
-        headers,
-        ...(spec.json === undefined ? {} : { json: spec.json }),
-        throwHttpErrors: false,
-        followRedirect: false,
-        retry: { limit: 0 },
-        timeout: { request: this.#timeoutMs },
-        https: this.#https,
-        responseType: 'text',
-        ...(spec.signal ? { signal: spec.signal } : {}),
-      });
-      return { status: res.statusCode, headers: res.headers, body: res.body ?? '' };
-    } catch (error) {
-      throw this.#transportError(error, spec, requestId);
-    }
+    const display = this.#displayPath(spec.path);
+    return this.#http.request({
+      method: spec.method,
+      url,
+      headers,
+      ...(spec.json === undefined ? {} : { json: spec.json }),
+      what: spec.what,
+      display,
+      operation: `${spec.method} ${display} on Harbor at ${this.host}`,
+      signal: spec.signal,
+      onRetry: spec.onRetry,
+    });
   }
 
-  #transportError(error: unknown, spec: RequestSpec, requestId: string | undefined): ThinkubeImageError {
-    const request = `${spec.method} ${this.#displayPath(spec.path)}`;
-    const code = (error as { code?: unknown })?.code;
-    const details = { host: this.host, url: this.baseUrl, request, requestId, errorCode: code };
-    // A sanitized cause: got's error carries the request options, Authorization header included.
-    const cause = new Error(error instanceof Error ? error.message : String(error));
-    if (error instanceof AbortError || spec.signal?.aborted) {
-      return new ThinkubeImageError('ERR_ABORTED', `Aborted while asking Harbor at ${this.host} to ${spec.what}`, { details, cause });
-    }
-    if (error instanceof TimeoutError) {
-      return new ThinkubeImageError(
-        'ERR_TIMEOUT',
-        `Harbor at ${this.host} did not answer ${request} (${spec.what}) within ${this.#timeoutMs / 1000} s`,
-        { hint: 'Check that Harbor is up and not overloaded, or raise timeoutSeconds', details, cause },
-      );
-    }
-    if (typeof code === 'string' && TLS_CODES.has(code)) {
-      return new ThinkubeImageError(
-        'ERR_REGISTRY_UNREACHABLE',
-        `TLS with Harbor at ${this.baseUrl} failed (${code}: ${cause.message})`,
-        {
-          hint: code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER'
-            ? 'The server does not speak TLS on that port: check the URL scheme and port'
-            : "Give caFile with the CA that signed Harbor's certificate (or validateCerts: false for a test install only)",
-          details,
-          cause,
-        },
-      );
-    }
-    if (isConnectionError(error) || error instanceof RequestError) {
-      return new ThinkubeImageError(
-        'ERR_REGISTRY_UNREACHABLE',
-        `Cannot reach Harbor at ${this.baseUrl} (${typeof code === 'string' ? code : cause.message})`,
-        { hint: 'Check the Harbor host name and port, that Harbor is running, and that this machine can reach it', details, cause },
-      );
-    }
-    return new ThinkubeImageError('ERR_HARBOR', `Request to Harbor at ${this.host} failed: ${request}: ${cause.message}`, { details, cause });
-  }
-
-  /** Map a non-expected answer to the right error and throw it. */
-  #fail(res: RawResponse, spec: Pick<RequestSpec, 'method' | 'path' | 'what'>): never {
+  /** Map a non-expected answer to the right error (the code follows the status) and throw it. */
+  #fail(res: HttpResponse, spec: Pick<RequestSpec, 'method' | 'path' | 'what'>): never {
     const who = this.username === undefined ? 'anonymous access' : `user "${this.username}"`;
+    const fail = (message: string, hint: string): never => {
+      throw this.#http.error(res, { message: this.#said(res, spec, message), hint, details: this.#details(res, spec) });
+    };
     if (res.status === 401) {
-      throw this.#error(
-        'ERR_REGISTRY_AUTH',
-        res,
-        spec,
+      fail(
         this.username === undefined
           ? `Harbor at ${this.host} needs credentials to ${spec.what}`
           : `Harbor at ${this.host} rejected the credentials of user "${this.username}" (to ${spec.what})`,
-        {
-          hint: this.username === undefined
-            ? 'Pass username and password (a user such as admin, or a robot account such as robot$thinkube with its secret)'
-            : `Check the password or robot secret of "${this.username}"${isRobotAccountName(this.username) ? ' (the robot account must exist and not be disabled or expired; quote the $ in shells)' : ''}`,
-        },
+        this.username === undefined
+          ? 'Pass username and password (a user such as admin, or a robot account such as robot$thinkube with its secret)'
+          : `Check the password or robot secret of "${this.username}"${isRobotAccountName(this.username) ? ' (the robot account must exist and not be disabled or expired; quote the $ in shells)' : ''}`,
       );
     }
     if (res.status === 403) {
-      throw this.#error('ERR_HARBOR', res, spec, `Harbor at ${this.host} does not allow ${who} to ${spec.what}`, {
-        hint: 'Give the account the needed role on the project (or system permission), or use another account',
-      });
+      fail(`Harbor at ${this.host} does not allow ${who} to ${spec.what}`, 'Give the account the needed role on the project (or system permission), or use another account');
     }
     if (res.status >= 300 && res.status < 400) {
-      const location = header(res, 'location');
-      throw this.#error('ERR_HARBOR', res, spec, `Harbor at ${this.host} answered ${spec.method} ${this.#displayPath(spec.path)} with a redirect${location ? ` to ${location}` : ''}`, {
-        hint: 'Use the URL Harbor redirects to (usually https://) as the Harbor url',
-      });
+      const location = res.header('location');
+      fail(`Harbor at ${this.host} answered ${spec.method} ${this.#displayPath(spec.path)} with a redirect${location ? ` to ${location}` : ''}`, 'Use the URL Harbor redirects to (usually https://) as the Harbor url');
     }
     if (res.status >= 500) {
-      throw this.#error('ERR_HARBOR', res, spec, `Harbor at ${this.host} failed to ${spec.what}`, {
-        hint: "Check Harbor's health (/api/v2.0/health) and its core log for the request id",
-      });
+      fail(`Harbor at ${this.host} failed to ${spec.what}`, "Check Harbor's health (/api/v2.0/health) and its core log for the request id");
     }
-    throw this.#error('ERR_HARBOR', res, spec, `Harbor at ${this.host} could not ${spec.what}`, {
-      hint: 'Read Harbor\'s error above; check the names and the account\'s permissions',
-    });
+    return fail(`Harbor at ${this.host} could not ${spec.what}`, "Read Harbor's error above; check the names and the account's permissions");
   }
 
-  #error(
-    code: ErrorCode,
-    res: RawResponse,
-    spec: Pick<RequestSpec, 'method' | 'path' | 'what'>,
-    message: string,
-    options: { hint: string },
-  ): ThinkubeImageError {
-    const harborErrors = harborErrorsOf(res.body);
-    const request = `${spec.method} ${this.#displayPath(spec.path)}`;
-    const said = harborErrors.length
-      ? harborErrors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ')
-      : snippet(res.body);
-    const requestId = header(res, 'x-request-id');
-    return new ThinkubeImageError(code, `${message} (${request}: HTTP ${res.status}${said ? `, ${said}` : ''})`, {
-      hint: options.hint,
-      details: { host: this.host, request, status: res.status, harborErrors, requestId, username: this.username },
-    });
+  /** An error of a given code about an answer (not found, not Harbor, cannot scan). */
+  #error(code: ErrorCode, res: HttpResponse, spec: Pick<RequestSpec, 'method' | 'path' | 'what'>, message: string, options: { hint: string }): ThinkubeImageError {
+    return this.#http.errors.make(code, this.#said(res, spec, message), { hint: options.hint, details: { status: res.status, ...this.#details(res, spec) } });
+  }
+
+  /** The message with the request, the status and what Harbor said. */
+  #said(res: HttpResponse, spec: Pick<RequestSpec, 'method' | 'path'>, message: string): string {
+    const harborErrors = registryErrorsOf(res.body);
+    const said = harborErrors.length ? harborErrors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ') : snippet(res.text());
+    return `${message} (${spec.method} ${this.#displayPath(spec.path)}: HTTP ${res.status}${said ? `, ${said}` : ''})`;
+  }
+
+  #details(res: HttpResponse, spec: Pick<RequestSpec, 'method' | 'path'>): Record<string, unknown> {
+    return { request: `${spec.method} ${this.#displayPath(spec.path)}`, harborErrors: registryErrorsOf(res.body), requestId: res.header('x-request-id') };
   }
 
   #notHarbor(method: string, path: string, why: string): ThinkubeImageError {
@@ -728,13 +606,11 @@ export class HarborClient {
     });
   }
 
-  #json(res: RawResponse, method: string, path: string): unknown {
-    if (!res.body) return undefined;
-    try {
-      return JSON.parse(res.body);
-    } catch {
-      throw this.#notHarbor(method, path, `the answer is not JSON: ${snippet(res.body)}`);
-    }
+  #json(res: HttpResponse, method: string, path: string): unknown {
+    if (res.body.length === 0) return undefined;
+    const value = res.json();
+    if (value === undefined) throw this.#notHarbor(method, path, `the answer is not JSON: ${snippet(res.text())}`);
+    return value;
   }
 
   #displayPath(path: string): string {
@@ -750,25 +626,9 @@ function refSuffix(reference: string): string {
   return reference.includes(':') ? `@${reference}` : `:${reference}`;
 }
 
-function header(res: RawResponse, name: string): string | undefined {
-  const v = res.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** Harbor's `{"errors":[{"code","message"}]}` body (registry errors use the same shape). */
-export function harborErrorsOf(body: string): HarborErrorEntry[] {
-  try {
-    const parsed = JSON.parse(body) as { errors?: unknown };
-    if (!Array.isArray(parsed?.errors)) return [];
-    return (parsed.errors as Array<Record<string, unknown>>).map((e) => {
-      const out: HarborErrorEntry = {};
-      if (typeof e?.code === 'string') out.code = e.code;
-      if (typeof e?.message === 'string') out.message = e.message;
-      return out;
-    });
-  } catch {
-    return [];
-  }
+/** Harbor's `{"errors":[{"code","message"}]}` body (registry errors use the same shape; one parser: lib/http). */
+export function harborErrorsOf(body: string): RegistryErrorEntry[] {
+  return registryErrorsOf(body);
 }
 
 function snippet(body: string): string {

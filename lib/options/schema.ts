@@ -32,16 +32,33 @@ function getAjv(): Ajv {
   return ajv;
 }
 
-function validatorFor(file: SchemaFile): ValidateFunction {
-  let fn = compiled.get(file);
+function validatorFor(file: SchemaFile, part: Pick<ValidateOptions, 'definition' | 'pick'> = {}): ValidateFunction {
+  const key = `${file}#${part.definition ?? ''}#${part.pick?.join(',') ?? ''}`;
+  let fn = compiled.get(key);
   if (!fn) {
     const id = (schemaDocuments[file] as { $id: string }).$id;
-    const found = getAjv().getSchema(id);
-    if (!found) throw new Error(`schema ${file} is not registered`);
-    fn = found;
-    compiled.set(file, fn);
+    if (part.pick) {
+      // A part of the file's options: the picked properties as they are (defaults included), refs resolved beside the file.
+      fn = getAjv().compile({ $id: `${id}?pick=${part.pick.join(',')}`, ...partRoot(file, part) });
+    } else {
+      const found = getAjv().getSchema(part.definition ? `${id}#/definitions/${part.definition}` : id);
+      if (!found) throw new Error(`schema ${file}${part.definition ? ` definition ${part.definition}` : ''} is not registered`);
+      fn = found;
+    }
+    compiled.set(key, fn);
   }
   return fn;
+}
+
+/** The schema object a validation runs against: the file, one of its definitions, or some of its properties. */
+function partRoot(file: SchemaFile, part: Pick<ValidateOptions, 'definition' | 'pick'>): Record<string, unknown> {
+  const doc = schemaDocuments[file] as unknown as { definitions?: Record<string, Record<string, unknown>>; properties?: Record<string, unknown> };
+  if (part.definition) return doc.definitions?.[part.definition] ?? {};
+  if (part.pick) {
+    const properties = Object.fromEntries(part.pick.map((name) => [name, doc.properties?.[name] ?? {}]));
+    return { type: 'object', additionalProperties: false, properties };
+  }
+  return doc as Record<string, unknown>;
 }
 
 export const convertName: (name: string, naming: Naming) => string = convertNameLight;
@@ -124,6 +141,12 @@ export interface ValidateOptions {
   naming?: Naming;
   /** Words that name the thing validated, for the error message. Default "options". */
   what?: string;
+  /** Validate against this definition of the file (e.g. `retry` of common.schema.json) instead of the whole file. */
+  definition?: string;
+  /** Validate only these top-level properties of the file (the part of its options a class takes). */
+  pick?: readonly string[];
+  /** Where the value sits in the caller's options (camelCase path such as `retry`): prefixes the field names in errors. */
+  at?: string;
 }
 
 /**
@@ -132,18 +155,27 @@ export interface ValidateOptions {
  */
 export function validate<T>(file: SchemaFile, value: unknown, options: ValidateOptions = {}): T {
   const naming = options.naming ?? 'camel';
+  const at = (field: string): string => {
+    if (!options.at) return field;
+    const prefix = options.at.split('.').map((part) => convertName(part, naming)).join('.');
+    const bare = field.replace(/^--/, '');
+    const joined = bare === '(options)' ? prefix : `${prefix}.${bare}`;
+    return naming === 'kebab' ? `--${joined}` : joined;
+  };
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new ValidationError(options.what ?? 'options', [{ field: '(options)', message: 'must be an object' }]);
+    throw new ValidationError(options.what ?? 'options', [{ field: at('(options)'), message: 'must be an object' }]);
   }
   const copy = structuredClone(value) as unknown;
-  const fn = validatorFor(file);
+  const fn = validatorFor(file, options);
   if (fn(copy)) return copy as T;
+  const root = partRoot(file, options);
   const seen = new Set<string>();
   const problems: FieldProblem[] = [];
   for (const error of fn.errors ?? []) {
     // ajv-errors wraps the original errors; "if" errors only repeat the branch that failed.
     if (error.keyword === 'if') continue;
-    const problem = describe(error, naming, schemaDocuments[file]);
+    const described = describe(error, naming, root);
+    const problem = { ...described, field: at(described.field) };
     const key = `${problem.field}\u0000${problem.message}`;
     if (!seen.has(key)) {
       seen.add(key);

@@ -8,11 +8,12 @@
  */
 import path from 'node:path';
 import { ThinkubeImageError, ValidationError } from '../core/errors.js';
+import { isLoopbackHost } from '../http/tls.js';
 import { validate } from '../options/schema.js';
 import { ControlClient, type ControlEvent } from './control-client.js';
 import { defaultCatalogPath, upsertCatalogEntry } from './catalog-file.js';
 import { defaultConfigMapPath, manifestEntry, writeConfigMapEntry, type ConfigMapObject, type ControlCategory, type ManifestImage } from './configmap.js';
-import type { RegisterOptions, RegisteredImage } from '../options/generated/types.js';
+import type { ConfigMapTargetOptions, RegisterOptions, RegisteredImage } from '../options/generated/types.js';
 
 export type { RegisterOptions, RegisteredImage } from '../options/generated/types.js';
 
@@ -56,8 +57,11 @@ export interface RegisterResult {
   configMap?: ConfigMapObject;
 }
 
+/** Validated options: the schema's defaults are set. */
 interface Normalized extends RegisterOptions {
   target: RegisterTarget;
+  dryRun: boolean;
+  configmap: ConfigMapTargetOptions & { namespace: string; category: ControlCategory };
 }
 
 const REMEDY_ENDPOINT = 'Register through target configmap (what thinkube-control reads today), or set required: false to go on with a warning';
@@ -75,9 +79,9 @@ function checkConsistency(options: RegisterOptions): void {
 }
 
 function normalize(options: RegisterOptions): Normalized {
-  const valid = validate<RegisterOptions>('register-options.schema.json', options);
+  const valid = validate<Normalized>('register-options.schema.json', options);
   checkConsistency(valid);
-  return { ...valid, target: valid.target ?? 'catalog' };
+  return valid;
 }
 
 function buildEntry(options: RegisterOptions): RegisteredImage {
@@ -113,9 +117,9 @@ export function registrationEntry(options: RegisterOptions): RegisteredImage {
   return buildEntry(normalize(options));
 }
 
+/** This machine (the one loopback test, lib/http) or a Kubernetes service name: plain HTTP stays inside. */
 function isLocalHttp(url: URL): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127\./.test(host) || /\.svc(\.cluster\.local)?$/.test(host) || host.endsWith('.cluster.local');
+  return isLoopbackHost(url.host) || /\.svc(\.cluster\.local)?$/.test(url.hostname) || url.hostname.endsWith('.cluster.local');
 }
 
 async function registerApi(options: Normalized, entry: RegisteredImage, controls: RegisterControls): Promise<RegisterResult> {
@@ -129,9 +133,8 @@ async function registerApi(options: Normalized, entry: RegisteredImage, controls
     controlUrl,
     token,
     caFile: options.caFile,
-    validateCerts: options.validateCerts ?? true,
-    timeoutSeconds: options.timeoutSeconds ?? 30,
-    retries: options.retries ?? 3,
+    validateCerts: options.validateCerts,
+    timeoutSeconds: options.timeoutSeconds,
     retry: options.retry,
     signal: controls.signal,
     onEvent: controls.onEvent,
@@ -153,7 +156,7 @@ async function registerApi(options: Normalized, entry: RegisteredImage, controls
     warnings,
     diff: { before: result.before, after: result.after },
     location: result.url,
-    dryRun: options.dryRun ?? false,
+    dryRun: options.dryRun,
   };
 }
 
@@ -168,17 +171,17 @@ async function registerCatalog(options: Normalized, entry: RegisteredImage): Pro
     warnings: [],
     diff: { before: result.before, after: result.after },
     location: file,
-    dryRun: options.dryRun ?? false,
+    dryRun: options.dryRun,
     path: file,
   };
 }
 
 async function registerConfigMap(options: Normalized, entry: RegisteredImage): Promise<RegisterResult> {
-  const cm = options.configmap ?? {};
+  const cm = options.configmap;
   const target = {
-    namespace: cm.namespace ?? 'thinkube-control',
+    namespace: cm.namespace,
     name: cm.name ?? `thinkube-custom-images-${options.image.category}`,
-    category: (cm.category ?? 'user') as ControlCategory,
+    category: cm.category,
   };
   const file = path.resolve(cm.outputPath ?? defaultConfigMapPath(target));
   const mapped = manifestEntry(entry, { category: target.category, harborProject: cm.harborProject, protected: cm.protected });
@@ -191,7 +194,7 @@ async function registerConfigMap(options: Normalized, entry: RegisteredImage): P
     warnings: [],
     diff: { before: result.before, after: result.after },
     location: `${target.namespace}/${target.name}`,
-    dryRun: options.dryRun ?? false,
+    dryRun: options.dryRun,
     path: file,
     configMap: result.configMap,
   };

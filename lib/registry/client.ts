@@ -4,13 +4,15 @@
  * verification, idempotent re-tagging, Harbor preflight and multi-arch index creation build on it.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
-import got, { RequestError, parseLinkHeader, type Got, type Method, type Response } from 'got';
+import { parseLinkHeader } from 'got';
 import { ThinkubeImageError, ValidationError, type ErrorCode } from '../core/errors.js';
+import type { RetryListener, RetryOptions } from '../core/retry.js';
+import { validate } from '../options/schema.js';
+import type { RegistryTls } from '../options/generated/types.js';
+import { HttpClient, type HttpResponse, type Method } from '../http/client.js';
+import { registryErrorsOf, summarizeErrors, type RegistryErrorEntry } from '../http/errors.js';
 import type { RegistryCredentials } from './docker-config.js';
 import { isLoopbackRegistry, isValidDigest, isValidRegistry, isValidRepository, isValidTag } from './reference.js';
-import { RetryBudget, parseRetryAfter, type RetryListener, type RetryOptions } from '../core/retry.js';
 
 export type { RegistryCredentials } from './docker-config.js';
 
@@ -25,67 +27,33 @@ export const MEDIA_TYPES = {
 const MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
 
 /**
- * When a request is retried. The single place for retry policy: every request goes through it, and
- * only `methods` are ever retried (a PUT is not, unless listed here), except that a 429 (the
- * registry did not process the request) is retried whatever the method.
+ * The schema's `retry` option as the client takes it. Kept for callers written against the former
+ * policy object: the option passes through unchanged (its defaults come from the schema).
+ * @deprecated pass `retry` (RetryOptions) to RegistryClient directly.
  */
-export interface RetryPolicy {
-  /** Retries after the first attempt. */
-  limit: number;
-  methods: Method[];
-  statusCodes: number[];
-  /** Network error codes (Node/got) that are retried. */
-  errorCodes: string[];
-  /** A Retry-After longer than this is not waited for: the answer is returned as is. */
-  maxRetryAfterMs: number;
-  /** Upper bound of the exponential back-off between attempts. */
-  backoffLimitMs: number;
-  /** First back-off wait, doubled for each further retry (plus up to 25% jitter). */
-  initialDelayMs: number;
-  /** No retry starts when the time since the first attempt plus the wait would exceed this. */
-  maxTotalMs: number;
+export function registryRetryPolicy(options: RetryOptions | undefined): RetryOptions {
+  return options ?? {};
 }
 
-export const DEFAULT_RETRY: Readonly<RetryPolicy> = Object.freeze({
-  limit: 2,
-  methods: ['GET', 'HEAD'] as Method[],
-  statusCodes: [429, 500, 502, 503, 504],
-  errorCodes: ['ETIMEDOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ENOTFOUND', 'ENETUNREACH', 'EAI_AGAIN'],
-  maxRetryAfterMs: 60_000,
-  backoffLimitMs: 10_000,
-  initialDelayMs: 1000,
-  maxTotalMs: 300_000,
-});
-
-/** The schema's `retry` option (seconds) as overrides of DEFAULT_RETRY. */
-export function registryRetryPolicy(options: RetryOptions | undefined): Partial<RetryPolicy> {
-  const policy: Partial<RetryPolicy> = {};
-  if (!options) return policy;
-  if (options.limit !== undefined) policy.limit = options.limit;
-  if (options.maxTotalSeconds !== undefined) policy.maxTotalMs = options.maxTotalSeconds * 1000;
-  if (options.initialDelaySeconds !== undefined) policy.initialDelayMs = options.initialDelaySeconds * 1000;
-  if (options.maxDelaySeconds !== undefined) {
-    policy.backoffLimitMs = options.maxDelaySeconds * 1000;
-    policy.maxRetryAfterMs = options.maxDelaySeconds * 1000;
-  }
-  return policy;
-}
+export type { RegistryErrorEntry };
 
 export interface RegistryClientOptions {
   /** host[:port] of the registry, e.g. harbor.example.com or localhost:5000. 'docker.io' means Docker Hub. */
   registry: string;
   credentials?: RegistryCredentials;
-  /** Verify the registry's TLS certificate. Default true. */
-  validateCerts?: boolean;
+  /** Verify the registry's TLS certificate (registryTls.validateCerts; the schema's default: true). */
+  validateCerts?: boolean | undefined;
   /** PEM bundle of extra CAs to trust (added to Node's built-in roots). */
-  caFile?: string;
+  caFile?: string | undefined;
   /** Plain HTTP to a registry that is not on loopback (loopback registries always use HTTP, like Docker). */
-  plainHttp?: boolean;
-  /** Per-request timeout (each attempt). Default 30000. */
-  timeoutMs?: number;
+  plainHttp?: boolean | undefined;
+  /** Time limit of each attempt, in seconds (registryTls.timeoutSeconds; the schema's default applies). */
+  timeoutSeconds?: number | undefined;
+  /** The same in milliseconds (the former option); wins over timeoutSeconds. */
+  timeoutMs?: number | undefined;
   userAgent?: string;
-  /** Overrides of DEFAULT_RETRY. */
-  retry?: Partial<RetryPolicy>;
+  /** The schema's retry option (limit, delays, total time); its defaults come from the schema. */
+  retry?: RetryOptions | undefined;
   /** Told about every retry before its wait (a `retry` progress event). */
   onRetry?: RetryListener;
   /** Cancels requests and waits between retries. */
@@ -104,12 +72,6 @@ export interface PingResult {
   authRequired: boolean;
   /** Our credentials were sent and accepted (false when the registry did not ask for any). */
   authenticated: boolean;
-}
-
-export interface RegistryErrorEntry {
-  code: string;
-  message: string;
-  detail?: unknown;
 }
 
 export interface AuthChallenge {
@@ -202,31 +164,6 @@ function bareMediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]!.trim();
 }
 
-function headerValue(response: Response, name: string): string | undefined {
-  const v = response.headers[name];
-  return Array.isArray(v) ? v.join(', ') : v;
-}
-
-function registryErrorsOf(response: Response<Buffer>): RegistryErrorEntry[] {
-  const body = response.body;
-  if (!Buffer.isBuffer(body) || body.length === 0 || body.length > 1_000_000) return [];
-  try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: unknown };
-    if (!Array.isArray(parsed.errors)) return [];
-    return parsed.errors
-      .filter((e): e is Record<string, unknown> => e !== null && typeof e === 'object')
-      .map((e) => {
-        const entry: RegistryErrorEntry = { code: String(e.code ?? 'UNKNOWN'), message: String(e.message ?? '') };
-        if (e.detail !== undefined) entry.detail = e.detail;
-        return entry;
-      });
-  } catch {
-    return [];
-  }
-}
-
-const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS/;
-
 interface CachedToken {
   token: string;
   expiresAt: number;
@@ -248,12 +185,8 @@ export class RegistryClient {
   /** scheme://host[:port] the API is reached at. */
   readonly baseUrl: string;
   private readonly credentials: RegistryCredentials | undefined;
-  private readonly timeoutMs: number;
   private readonly plainHttp: boolean;
-  private readonly http: Got;
-  private readonly retryPolicy: RetryPolicy;
-  private readonly onRetry: RetryListener | undefined;
-  private readonly signal: AbortSignal | undefined;
+  private readonly http: HttpClient;
   /** Learned from the last 401; used up front on later requests to skip the anonymous round trip. */
   private challenge: AuthChallenge | undefined;
   private readonly tokens = new Map<string, Promise<CachedToken>>();
@@ -264,52 +197,61 @@ export class RegistryClient {
     if (typeof registry !== 'string' || !(registry === 'docker.io' || isValidRegistry(registry))) {
       throw invalidArgument('registry', `"${String(registry)}" must be host[:port] such as harbor.example.com or localhost:5000`);
     }
-    const timeoutMs = options.timeoutMs ?? 30_000;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalidArgument('timeoutMs', 'must be a positive number of milliseconds');
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs <= 0)) throw invalidArgument('timeoutMs', 'must be a positive number of milliseconds');
+    // The registryTls part of the options, validated: its defaults come from the schema.
+    const given: Record<string, unknown> = { validateCerts: options.validateCerts, caFile: options.caFile, plainHttp: options.plainHttp, timeoutSeconds: timeoutMs === undefined ? options.timeoutSeconds : timeoutMs / 1000 };
+    for (const key of Object.keys(given)) if (given[key] === undefined) delete given[key];
+    const tls = validate<Required<Pick<RegistryTls, 'validateCerts' | 'plainHttp' | 'timeoutSeconds'>> & RegistryTls>('common.schema.json', given, {
+      definition: 'registryTls',
+      what: 'registry client options',
+    });
     this.registry = registry;
     this.credentials = options.credentials;
-    this.timeoutMs = timeoutMs;
-    this.plainHttp = options.plainHttp === true;
+    this.plainHttp = tls.plainHttp;
     const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
     const scheme = this.plainHttp || isLoopbackRegistry(registry) ? 'http' : 'https';
     this.baseUrl = `${scheme}://${host}`;
-
-    let certificateAuthority: string[] | undefined;
-    if (options.caFile) {
-      try {
-        // Node replaces its roots when `ca` is set: keep them so that public CAs still work.
-        certificateAuthority = [...rootCertificates, readFileSync(options.caFile, 'utf8')];
-      } catch (error) {
-        throw invalidArgument('caFile', `cannot read ${options.caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-      }
-    }
-    this.retryPolicy = { ...DEFAULT_RETRY, ...options.retry };
-    this.onRetry = options.onRetry;
-    this.signal = options.signal;
-    this.http = got.extend({
-      throwHttpErrors: false,
-      responseType: 'buffer',
+    const username = options.credentials?.username;
+    this.http = new HttpClient({
+      service: {
+        name: `registry ${registry}`,
+        codes: { unreachable: 'ERR_REGISTRY_UNREACHABLE', auth: 'ERR_REGISTRY_AUTH', failed: 'ERR_REGISTRY' },
+        hints: {
+          protocol: 'The registry may speak plain HTTP: set registryTls.plainHttp, or check the port',
+          timeout: 'Check that the registry is healthy and reachable, or raise the timeout (registryTls.timeoutSeconds)',
+        },
+        details: { registry, ...(username ? { username } : {}) },
+      },
+      timeoutSeconds: tls.timeoutSeconds,
+      validateCerts: tls.validateCerts,
+      caFile: tls.caFile,
+      plainHttp: tls.plainHttp,
+      retry: options.retry,
+      ...(options.userAgent ? { headers: { 'user-agent': options.userAgent } } : {}),
+      // Blob and token redirects are normal here; credentials are not sent to another host.
+      followRedirect: true,
       // Registries serve manifests uncompressed; asking for identity keeps the bytes the digest covers.
       decompress: false,
-      followRedirect: true,
-      timeout: { request: timeoutMs },
-      // Retries are ours (request()): bounded in total time, and every one is reported.
-      retry: { limit: 0 },
-      headers: { 'user-agent': options.userAgent ?? 'thinkube-custom-images' },
-      https: { rejectUnauthorized: options.validateCerts !== false, ...(certificateAuthority ? { certificateAuthority } : {}) },
+      secrets: [
+        { secret: options.credentials?.password, username },
+        { secret: options.credentials?.identityToken },
+      ],
+      signal: options.signal,
+      onRetry: options.onRetry,
     });
   }
 
   /** GET /v2/: is the registry there, does it want credentials, and do ours work. */
   async ping(): Promise<PingResult> {
     const probe = await this.send('GET', '/v2/', { what: 'API version check', anonymousProbe: true });
-    if (probe.statusCode === 401) {
+    if (probe.status === 401) {
       if (!this.hasCredentials()) return { authRequired: true, authenticated: false };
       const response = await this.send('GET', '/v2/', { what: 'API version check' });
-      this.expectOk(response, 'GET', '/v2/', 'API version check');
+      this.expectOk(response);
       return { authRequired: true, authenticated: true };
     }
-    this.expectOk(probe, 'GET', '/v2/', 'API version check');
+    this.expectOk(probe);
     // Credentials are sent proactively once a challenge is known; they were used if so.
     return { authRequired: false, authenticated: false };
   }
@@ -321,9 +263,9 @@ export class RegistryClient {
     const path = `/v2/${repository}/manifests/${reference}`;
     const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
     const response = await this.send('HEAD', path, { scope: `repository:${repository}:pull`, headers: { accept: MANIFEST_ACCEPT }, what });
-    if (response.statusCode === 404) return undefined;
-    this.expectOk(response, 'HEAD', path, what);
-    const digest = headerValue(response, 'docker-content-digest');
+    if (response.status === 404) return undefined;
+    this.expectOk(response);
+    const digest = response.header('docker-content-digest');
     if (!digest || !isValidDigest(digest)) {
       // Some registries omit the digest on HEAD: the bytes are the authority.
       const full = await this.getManifest(repository, reference);
@@ -331,8 +273,8 @@ export class RegistryClient {
     }
     return {
       digest,
-      mediaType: bareMediaType(headerValue(response, 'content-type')),
-      size: Number(headerValue(response, 'content-length') ?? 0),
+      mediaType: bareMediaType(response.header('content-type')),
+      size: Number(response.header('content-length') ?? 0),
     };
   }
 
@@ -343,16 +285,16 @@ export class RegistryClient {
     const path = `/v2/${repository}/manifests/${reference}`;
     const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
     const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, headers: { accept: MANIFEST_ACCEPT }, what });
-    if (response.statusCode === 404) {
+    if (response.status === 404) {
       throw new ThinkubeImageError('ERR_MANIFEST_NOT_FOUND', `Registry ${this.registry} has no ${what}`, {
         hint: 'Check the repository name and tag, and that the image was pushed',
-        details: { registry: this.registry, repository, reference, status: 404, registryErrors: registryErrorsOf(response) },
+        details: { registry: this.registry, repository, reference, status: 404, registryErrors: registryErrorsOf(response.body) },
       });
     }
-    this.expectOk(response, 'GET', path, what);
+    this.expectOk(response);
     const body = response.body;
     const digest = sha256Digest(body);
-    const announced = headerValue(response, 'docker-content-digest');
+    const announced = response.header('docker-content-digest');
     const expected = isValidDigest(reference) ? reference : announced?.startsWith('sha256:') ? announced : undefined;
     if (expected && expected !== digest) {
       throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} sent ${what} whose bytes hash to ${digest}, not ${expected}`, {
@@ -360,7 +302,7 @@ export class RegistryClient {
         details: { registry: this.registry, repository, reference, expected, actual: digest },
       });
     }
-    return { digest, mediaType: bareMediaType(headerValue(response, 'content-type')), size: body.length, body };
+    return { digest, mediaType: bareMediaType(response.header('content-type')), size: body.length, body };
   }
 
   /** PUT a manifest (or index) under a tag or digest; checks the registry stored exactly these bytes. */
@@ -377,9 +319,9 @@ export class RegistryClient {
       body,
       what,
     });
-    this.expectOk(response, 'PUT', path, what);
+    this.expectOk(response);
     const digest = sha256Digest(body);
-    const stored = headerValue(response, 'docker-content-digest');
+    const stored = response.header('docker-content-digest');
     if (stored && stored !== digest) {
       throw new ThinkubeImageError('ERR_DIGEST_MISMATCH', `Registry ${this.registry} stored ${what} as ${stored}, but the bytes sent hash to ${digest}`, {
         hint: 'The registry rewrote the manifest (an old registry converting formats?); use a registry that keeps OCI/Docker v2 manifests as sent',
@@ -395,8 +337,8 @@ export class RegistryClient {
     const path = `/v2/${repository}/blobs/${digest}`;
     const what = `blob ${repository}@${digest}`;
     const response = await this.send('HEAD', path, { scope: `repository:${repository}:pull`, what });
-    if (response.statusCode === 404) return false;
-    this.expectOk(response, 'HEAD', path, what);
+    if (response.status === 404) return false;
+    this.expectOk(response);
     return true;
   }
 
@@ -410,13 +352,13 @@ export class RegistryClient {
     const path = `/v2/${repository}/blobs/${digest}`;
     const what = `blob ${repository}@${digest}`;
     const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
-    if (response.statusCode === 404) {
+    if (response.status === 404) {
       throw new ThinkubeImageError('ERR_MANIFEST_NOT_FOUND', `Registry ${this.registry} has no ${what}`, {
         hint: 'The image in the registry is incomplete; push it again',
         details: { registry: this.registry, repository, digest },
       });
     }
-    this.expectOk(response, 'GET', path, what);
+    this.expectOk(response);
     if (response.body.length > maxBytes) throw this.failure('ERR_REGISTRY', `${what} is larger than ${maxBytes} bytes`, 'Only small blobs (image configs) are read through the API', {});
     const actual = sha256Digest(response.body);
     if (digest.startsWith('sha256:') && actual !== digest) {
@@ -436,8 +378,8 @@ export class RegistryClient {
     let path: string | undefined = `/v2/${repository}/tags/list?n=1000`;
     for (let page = 0; path && page < 1000; page++) {
       const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
-      if (response.statusCode === 404) return tags;
-      this.expectOk(response, 'GET', path, what);
+      if (response.status === 404) return tags;
+      this.expectOk(response);
       let parsed: { tags?: unknown };
       try {
         parsed = JSON.parse(response.body.toString('utf8')) as { tags?: unknown };
@@ -445,7 +387,7 @@ export class RegistryClient {
         throw this.failure('ERR_REGISTRY', `Registry ${this.registry} answered the ${what} with something that is not JSON`, 'Check that the address points at an OCI registry', {});
       }
       if (Array.isArray(parsed.tags)) tags.push(...parsed.tags.filter((t): t is string => typeof t === 'string'));
-      const link = headerValue(response, 'link');
+      const link = response.header('link');
       const next = link ? parseLinkHeader(link).find((l) => l.parameters.rel === '"next"' || l.parameters.rel === 'next') : undefined;
       path = undefined;
       if (next) {
@@ -506,73 +448,34 @@ export class RegistryClient {
     return undefined;
   }
 
-  private async send(method: Method, path: string, options: SendOptions): Promise<Response<Buffer>> {
+  private async send(method: Method, path: string, options: SendOptions): Promise<HttpResponse> {
     const url = `${this.baseUrl}${path}`;
     let authorization = options.anonymousProbe ? undefined : await this.authorizationFor(options.scope, this.challenge, false);
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { ...options.headers };
       if (authorization) headers.authorization = authorization;
-      const response = await this.request(method, url, headers, options.body);
-      if (response.statusCode !== 401) return response;
+      const response = await this.http.request({ method, url, headers, what: options.what, ...(options.body ? { body: options.body } : {}) });
+      if (response.status !== 401) return response;
       if (options.anonymousProbe) {
         this.rememberChallenge(response);
         return response;
       }
-      if (attempt > 0) throw this.authFailure(response, method, url, options.what);
+      if (attempt > 0) throw this.authFailure(response);
       const challenge = this.rememberChallenge(response);
-      if (!challenge) throw this.authFailure(response, method, url, options.what);
+      if (!challenge) throw this.authFailure(response);
       const next = await this.authorizationFor(options.scope, challenge, true);
       // Sending the same thing again cannot succeed.
-      if (!next || next === authorization) throw this.authFailure(response, method, url, options.what);
+      if (!next || next === authorization) throw this.authFailure(response);
       authorization = next;
     }
   }
 
-  private rememberChallenge(response: Response<Buffer>): AuthChallenge | undefined {
-    const header = headerValue(response, 'www-authenticate');
+  private rememberChallenge(response: HttpResponse): AuthChallenge | undefined {
+    const header = response.header('www-authenticate');
     const challenges = header ? parseAuthChallenges(header) : [];
     const chosen = challenges.find((c) => c.scheme === 'bearer' && c.params.realm) ?? challenges.find((c) => c.scheme === 'basic');
     if (chosen) this.challenge = chosen;
     return chosen;
-  }
-
-  /**
-   * One HTTP exchange, retried under the policy (idempotent methods on network errors and the
-   * listed statuses; any method on 429); network failures become typed errors.
-   */
-  private async request(method: Method, url: string, headers: Record<string, string>, body?: Buffer, form?: Record<string, string>): Promise<Response<Buffer>> {
-    const policy = this.retryPolicy;
-    const budget = new RetryBudget(
-      `${method} ${url}`,
-      { limit: policy.limit, maxTotalMs: policy.maxTotalMs, initialDelayMs: policy.initialDelayMs, maxDelayMs: policy.backoffLimitMs, maxRetryAfterMs: policy.maxRetryAfterMs },
-      { onRetry: this.onRetry, signal: this.signal },
-    );
-    const idempotent = policy.methods.includes(method);
-    for (;;) {
-      let response: Response<Buffer>;
-      try {
-        response = await this.http(url, { method, headers, responseType: 'buffer', ...(body ? { body } : {}), ...(form ? { form } : {}), ...(this.signal ? { signal: this.signal } : {}) });
-      } catch (error) {
-        const code = (error as { code?: unknown } | null)?.code;
-        if (!this.signal?.aborted && idempotent && typeof code === 'string' && policy.errorCodes.includes(code) && (await this.pause(budget, code))) continue;
-        throw this.networkFailure(error, method, url, budget.retries);
-      }
-      const status = response.statusCode;
-      if ((idempotent || status === 429) && policy.statusCodes.includes(status)) {
-        const retryAfter = parseRetryAfter(headerValue(response, 'retry-after'));
-        if (await this.pause(budget, `HTTP ${status}`, retryAfter)) continue;
-      }
-      return response;
-    }
-  }
-
-  /** Wait for the next retry (false: none left); a cancelled wait becomes ERR_ABORTED. */
-  private async pause(budget: RetryBudget, reason: string, retryAfterMs?: number): Promise<boolean> {
-    try {
-      return await budget.wait(reason, retryAfterMs);
-    } catch {
-      throw this.failure('ERR_ABORTED', `Request to registry ${this.registry} cancelled while waiting to retry ${budget.operation}`, 'Run it again', {});
-    }
   }
 
   private async token(challenge: AuthChallenge, scopes: string[], fresh: boolean): Promise<string> {
@@ -613,37 +516,37 @@ export class RegistryClient {
     }
     const service = challenge.params.service;
     const c = this.credentials;
-    let response: Response<Buffer>;
+    let response: HttpResponse;
+    const what = `token for ${scopes.join(' ') || 'the registry'}`;
     if (c?.identityToken) {
       // OAuth2 refresh-token grant, as the Docker CLI does with an identity token.
       const form: Record<string, string> = { grant_type: 'refresh_token', refresh_token: c.identityToken, client_id: 'thinkube-custom-images' };
       if (service) form.service = service;
       if (scopes.length) form.scope = scopes.join(' ');
-      response = await this.request('POST', realm.toString(), {}, undefined, form);
+      response = await this.http.request({ method: 'POST', url: realm, form, what });
     } else {
       for (const [k, v] of [...(service ? [['service', service]] : []), ...scopes.map((s) => ['scope', s])] as [string, string][]) realm.searchParams.append(k, v);
       const basic = this.basicHeader();
-      response = await this.request('GET', realm.toString(), basic ? { authorization: basic } : {});
+      response = await this.http.request({ method: 'GET', url: realm, headers: basic ? { authorization: basic } : {}, what });
     }
     const realmName = `${realm.origin}${realm.pathname}`;
-    if (response.statusCode === 401 || response.statusCode === 403) {
-      throw this.failure(
-        'ERR_REGISTRY_AUTH',
-        `Token service ${realmName} of registry ${this.registry} refused ${this.who()} (HTTP ${response.statusCode})`,
-        this.hasCredentials() ? 'Check the user name and password (Harbor robot accounts are named like robot$name)' : 'The registry needs credentials: pass username/password or log in with docker login',
-        { realm: realmName, status: response.statusCode, registryErrors: registryErrorsOf(response) },
-      );
+    if (response.status === 401 || response.status === 403) {
+      throw this.http.error(response, {
+        message: `Token service ${realmName} of registry ${this.registry} refused ${this.who()} (HTTP ${response.status})`,
+        hint: this.hasCredentials() ? 'Check the user name and password (Harbor robot accounts are named like robot$name)' : 'The registry needs credentials: pass username/password or log in with docker login',
+        details: { realm: realmName },
+      });
     }
-    if (response.statusCode < 200 || response.statusCode >= 300) {
-      throw this.failure('ERR_REGISTRY', `Token service ${realmName} of registry ${this.registry} answered HTTP ${response.statusCode}`, 'Check that the registry\'s token service is healthy', {
-        realm: realmName,
-        status: response.statusCode,
-        registryErrors: registryErrorsOf(response),
+    if (response.status < 200 || response.status >= 300) {
+      throw this.http.error(response, {
+        message: `Token service ${realmName} of registry ${this.registry} answered HTTP ${response.status}`,
+        hint: "Check that the registry's token service is healthy",
+        details: { realm: realmName },
       });
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      parsed = JSON.parse(response.body.toString('utf8')) as typeof parsed;
+      parsed = (response.json() ?? {}) as typeof parsed;
     } catch {
       parsed = {};
     }
@@ -656,67 +559,39 @@ export class RegistryClient {
     return { token, expiresAt: Date.now() + Math.max(1, seconds - 10) * 1000 };
   }
 
-  private expectOk(response: Response<Buffer>, method: string, path: string, what: string): void {
-    const status = response.statusCode;
+  private expectOk(response: HttpResponse): void {
+    const status = response.status;
     if (status >= 200 && status < 300) return;
-    const url = `${this.baseUrl}${path}`;
-    if (status === 401) throw this.authFailure(response, method, url, what);
-    const registryErrors = registryErrorsOf(response);
-    const summary = registryErrors.map((e) => `${e.code}: ${e.message}`).join('; ');
-    const base = { method, url, status, registryErrors };
+    if (status === 401) throw this.authFailure(response);
+    const what = response.what ?? `${response.method} ${response.display}`;
+    const summary = summarizeErrors(registryErrorsOf(response.body));
     if (status === 403) {
-      if (registryErrors.some((e) => /quota/i.test(e.message))) {
-        throw this.failure('ERR_REGISTRY', `Registry ${this.registry} refused ${what}: ${summary}`, 'The project is over its storage quota: delete old artifacts or raise the quota in Harbor', base);
-      }
-      throw this.failure('ERR_REGISTRY_AUTH', `Registry ${this.registry} denied ${this.who()} access to ${what} (HTTP 403${summary ? `: ${summary}` : ''})`, 'Give the account pull/push permission on the project (Harbor: project members or robot account permissions)', base);
+      // A full quota is recognised (and worded) by the HTTP layer: ERR_QUOTA_EXCEEDED.
+      throw this.http.error(response, {
+        message: `Registry ${this.registry} denied ${this.who()} access to ${what} (HTTP 403${summary ? `: ${summary}` : ''})`,
+        hint: 'Give the account pull/push permission on the project (Harbor: project members or robot account permissions)',
+      });
     }
-    throw this.failure('ERR_REGISTRY', `Registry ${this.registry} answered HTTP ${status} to ${method} ${what}${summary ? `: ${summary}` : ''}`, status >= 500 ? 'The registry has a problem: check its logs and health, then retry' : 'Check the request against the registry (repository name, media type, permissions)', base);
-  }
-
-  private authFailure(response: Response<Buffer>, method: string, url: string, what: string): ThinkubeImageError {
-    const registryErrors = registryErrorsOf(response);
-    const summary = registryErrors.map((e) => `${e.code}: ${e.message}`).join('; ');
-    return this.failure(
-      'ERR_REGISTRY_AUTH',
-      this.hasCredentials()
-        ? `Registry ${this.registry} rejected ${this.who()} for ${what} (HTTP ${response.statusCode}${summary ? `: ${summary}` : ''})`
-        : `Registry ${this.registry} requires credentials for ${what} (HTTP ${response.statusCode}${summary ? `: ${summary}` : ''})`,
-      this.hasCredentials()
-        ? 'Check the user name and password for this registry (Harbor robot accounts are named like robot$name) and the account\'s permissions'
-        : 'The registry needs credentials: pass username/password or log in with docker login',
-      { method, url, status: response.statusCode, registryErrors },
-    );
-  }
-
-  private networkFailure(error: unknown, method: string, url: string, retries = 0): ThinkubeImageError {
-    const code = (error as { code?: unknown } | null)?.code;
-    const codeText = typeof code === 'string' ? code : undefined;
-    const text = error instanceof Error ? error.message : String(error);
-    // A bare cause: got's errors carry the request options, headers (credentials) included.
-    const cause = Object.assign(new Error(text), codeText ? { code: codeText } : {});
-    const details = { method, url, errorCode: codeText, ...(retries ? { retries } : {}) };
-    if (this.signal?.aborted) {
-      return this.failure('ERR_ABORTED', `Request ${method} ${url} to registry ${this.registry} was cancelled`, 'Run it again', details, cause);
-    }
-    if (error instanceof RequestError && error.name === 'TimeoutError') {
-      return this.failure('ERR_TIMEOUT', `Registry ${this.registry} did not answer ${method} ${url} within ${this.timeoutMs} ms${retries ? ` (${retries + 1} attempts)` : ''}`, 'Check that the registry is healthy and reachable, or raise the timeout (registryTls.timeoutSeconds)', details, cause);
-    }
-    if (codeText && CERT_ERROR.test(codeText)) {
-      return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: its TLS certificate is not trusted (${codeText}: ${text})`, 'Pass caFile with the PEM of the CA that signed the registry\'s certificate, or set validateCerts false for a test registry', details, cause);
-    }
-    if (codeText === 'EPROTO' || codeText === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(text)) {
-      return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url}: TLS handshake failed (${text})`, 'The registry may speak plain HTTP: set plainHttp, or check the port', details, cause);
-    }
-    const after = retries ? `, after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : '';
-    return this.failure('ERR_REGISTRY_UNREACHABLE', `Cannot reach registry ${this.registry} at ${url} (${codeText ?? text}${after})`, 'Check the registry address and port, that it is running, and the network, proxy and TLS settings between here and it', details, cause);
-  }
-
-  private failure(code: ErrorCode, message: string, hint: string, details: Record<string, unknown>, cause?: Error): ThinkubeImageError {
-    const username = this.credentials?.username;
-    return new ThinkubeImageError(code, message, {
-      hint,
-      ...(cause ? { cause } : {}),
-      details: { registry: this.registry, ...(username ? { username } : {}), ...details },
+    throw this.http.error(response, {
+      message: `Registry ${this.registry} answered HTTP ${status} to ${response.method} ${what}${summary ? `: ${summary}` : ''}${response.retries ? ` (after ${response.retries + 1} attempts${response.gaveUp ? `; ${response.gaveUp}` : ''})` : ''}`,
+      ...(status >= 500 ? {} : { hint: 'Check the request against the registry (repository name, media type, permissions)' }),
     });
+  }
+
+  private authFailure(response: HttpResponse): ThinkubeImageError {
+    const summary = summarizeErrors(registryErrorsOf(response.body));
+    const what = response.what ?? `${response.method} ${response.display}`;
+    return this.http.error(response, {
+      message: this.hasCredentials()
+        ? `Registry ${this.registry} rejected ${this.who()} for ${what} (HTTP ${response.status}${summary ? `: ${summary}` : ''})`
+        : `Registry ${this.registry} requires credentials for ${what} (HTTP ${response.status}${summary ? `: ${summary}` : ''})`,
+      hint: this.hasCredentials()
+        ? "Check the user name and password for this registry (Harbor robot accounts are named like robot$name) and the account's permissions"
+        : 'The registry needs credentials: pass username/password or log in with docker login',
+    });
+  }
+
+  private failure(code: ErrorCode, message: string, hint: string, details: Record<string, unknown>): ThinkubeImageError {
+    return this.http.errors.make(code, message, { hint, details });
   }
 }

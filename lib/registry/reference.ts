@@ -4,6 +4,7 @@
  * names the same image here as in `docker push`.
  */
 import { ValidationError } from '../core/errors.js';
+import { hostName, isLoopbackHost } from '../http/tls.js';
 
 export interface ImageRef {
   /** host[:port]; 'docker.io' when the reference names none. */
@@ -120,23 +121,13 @@ export function formatReference(ref: ImageRef): string {
 
 /** Host part of host[:port], brackets kept for IPv6 ("[::1]:5000" -> "[::1]"). */
 export function registryHost(registry: string): string {
-  if (registry.startsWith('[')) {
-    const end = registry.indexOf(']');
-    return end >= 0 ? registry.slice(0, end + 1) : registry;
-  }
-  // A bare IPv6 address without brackets has several colons and no port.
-  if ((registry.match(/:/g) ?? []).length > 1) return registry;
-  const colon = registry.lastIndexOf(':');
-  return colon >= 0 ? registry.slice(0, colon) : registry;
+  return hostName(registry);
 }
 
 /**
  * Loopback registry (localhost, 127.0.0.0/8, ::1), with or without port. Docker talks plain HTTP
- * to these without configuration, and so does RegistryClient.
+ * to these without configuration, and so does RegistryClient (the one loopback test: lib/http).
  */
 export function isLoopbackRegistry(host: string): boolean {
-  const h = registryHost(host.trim()).toLowerCase();
-  if (h === 'localhost' || h === '[::1]' || h === '::1') return true;
-  const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return m !== null && m.slice(1).every((octet) => Number(octet) <= 255);
+  return isLoopbackHost(host);
 }

@@ -331,7 +331,8 @@ export const schemaDocuments = {
             "description": "Time limit of each request to the registry's HTTP API (manifest and tag checks, re-tags), in seconds. Pushes go through the engine: see stallTimeoutSeconds.",
             "type": "number",
             "exclusiveMinimum": 0,
-            "maximum": 3600
+            "maximum": 3600,
+            "default": 30
           }
         }
       },
@@ -372,7 +373,7 @@ export const schemaDocuments = {
       },
       "retry": {
         "title": "RetryOptions",
-        "description": "When to try again after a failure that may pass: a connection reset, refused or timed out, HTTP 429 (its Retry-After is honoured) or 5xx. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried; authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). Defaults: a push 3 retries within 900 s, waits from 2 s up to 60 s; registry API calls 2 within 300 s, from 1 s up to 60 s; thinkube-control (register) `retries` (3) within 120 s, from 0.5 s up to 30 s; Harbor reads 2 within 120 s, from 1 s up to 30 s.",
+        "description": "When and how often a failure that may pass is tried again: a connection reset, refused or timed out, HTTP 408, 429 (its Retry-After is honoured up to maxDelaySeconds) or 500/502/503/504. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried (reads, a PUT of a whole record, anything answered 429; a registration POST only after a GET shows it was not stored); authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). One setting for every HTTP API this tool calls (registry, Harbor, thinkube-control) and for pushes by the engine (a failed tag is pushed again).",
         "type": "object",
         "additionalProperties": false,
         "properties": {
@@ -380,25 +381,29 @@ export const schemaDocuments = {
             "description": "Retries after the first attempt; 0 turns retries off.",
             "type": "integer",
             "minimum": 0,
-            "maximum": 20
+            "maximum": 20,
+            "default": 3
           },
           "maxTotalSeconds": {
             "description": "No retry starts when the time since the first attempt, plus the wait, would exceed this.",
             "type": "number",
             "exclusiveMinimum": 0,
-            "maximum": 86400
+            "maximum": 86400,
+            "default": 900
           },
           "initialDelaySeconds": {
             "description": "Wait before the first retry; doubled for each further retry.",
             "type": "number",
             "minimum": 0,
-            "maximum": 3600
+            "maximum": 3600,
+            "default": 1
           },
           "maxDelaySeconds": {
             "description": "Longest single wait. A server asking (Retry-After) for a longer one is not retried.",
             "type": "number",
             "minimum": 0,
-            "maximum": 3600
+            "maximum": 3600,
+            "default": 60
           }
         }
       }
@@ -1351,9 +1356,6 @@ export const schemaDocuments = {
           "timeoutSeconds": {
             "$ref": "register-options.schema.json#/properties/timeoutSeconds"
           },
-          "retries": {
-            "$ref": "register-options.schema.json#/properties/retries"
-          },
           "retry": {
             "$ref": "register-options.schema.json#/properties/retry"
           },
@@ -1626,13 +1628,6 @@ export const schemaDocuments = {
         "maximum": 3600,
         "default": 30
       },
-      "retries": {
-        "description": "How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.",
-        "type": "integer",
-        "minimum": 0,
-        "maximum": 10,
-        "default": 3
-      },
       "retry": {
         "$ref": "common.schema.json#/definitions/retry"
       },
@@ -1647,6 +1642,7 @@ export const schemaDocuments = {
         "description": "Where and how the ConfigMap manifest is written (target configmap).",
         "type": "object",
         "additionalProperties": false,
+        "default": {},
         "properties": {
           "namespace": {
             "description": "Namespace of the ConfigMap (thinkube-control reads every namespace).",

@@ -436,7 +436,7 @@ export interface HarborOptions {
   requestIds?: boolean;
 }
 /**
- * When to try again after a failure that may pass: a connection reset, refused or timed out, HTTP 429 (its Retry-After is honoured) or 5xx. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried; authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). Defaults: a push 3 retries within 900 s, waits from 2 s up to 60 s; registry API calls 2 within 300 s, from 1 s up to 60 s; thinkube-control (register) `retries` (3) within 120 s, from 0.5 s up to 30 s; Harbor reads 2 within 120 s, from 1 s up to 30 s.
+ * When and how often a failure that may pass is tried again: a connection reset, refused or timed out, HTTP 408, 429 (its Retry-After is honoured up to maxDelaySeconds) or 500/502/503/504. Waits grow exponentially from initialDelaySeconds with up to 25% jitter, bounded by limit retries and maxTotalSeconds. Only requests that cannot have taken effect twice are retried (reads, a PUT of a whole record, anything answered 429; a registration POST only after a GET shows it was not stored); authentication, permission, quota and validation errors never are. Every retry is reported (a retry event; an Ansible warning). One setting for every HTTP API this tool calls (registry, Harbor, thinkube-control) and for pushes by the engine (a failed tag is pushed again).
  */
 export interface RetryOptions {
   /**
@@ -820,10 +820,6 @@ export interface PipelineRegistration {
    * Timeout of each HTTP request to thinkube-control.
    */
   timeoutSeconds?: number;
-  /**
-   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
-   */
-  retries?: number;
   retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
@@ -955,10 +951,6 @@ export interface RegisterOptions {
    * Timeout of each HTTP request to thinkube-control.
    */
   timeoutSeconds?: number;
-  /**
-   * How many times to retry after a connection error, a 429 or a 5xx answer (exponential backoff from 0.5 s with jitter, honouring Retry-After). Other 4xx answers are never retried. retry.limit, when given, takes precedence; retry also bounds the total time.
-   */
-  retries?: number;
   retry?: RetryOptions;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
