@@ -33,7 +33,8 @@ export { connectEngine, checkEngine, resolveEngineAddress, DEFAULT_ENGINE_HOST, 
 // The steps on their own.
 export { buildImage, runBuild, ociLabels, type BuildResult } from './build/build.js';
 export { buildIfChanged, planBuild, type IncrementalBuildResult, type InputPlan } from './build/incremental.js';
-export { pushImage, runPush, resolveCredentials, type PushResult, type TagPushResult } from './engine/push.js';
+export { pushImage, runPush, type PushResult, type TagPushResult } from './engine/push.js';
+export { resolveCredentials } from './registry/connect.js';
 export { assembleImageIndex, type ImageIndexResult } from './publish/index.js';
 export { moveTags, type TagMove } from './publish/tags.js';
 export { registerImage, registrationEntry, type RegisterResult, type RegisterTarget, type RegisterOutcome, type RegisterEvent, type RegisterControls } from './register/register.js';

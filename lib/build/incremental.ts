@@ -11,7 +11,7 @@ import { INPUT_DIGEST_LABEL, baseImageReferences, computeInputDigest, contextFil
 import { emit, type OperationControls } from '../core/progress.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
 import { registryAuthHeader } from '../registry/docker-config.js';
-import { registryClientFor, resolveCredentials } from '../engine/push.js';
+import { registryClientFor, resolveCredentials } from '../registry/connect.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { BuildOptions } from '../options/generated/types.js';
 

@@ -14,7 +14,7 @@
 import { checkEngine, connectEngine, engineError, type Engine } from './engine.js';
 import { ThinkubeImageError, ValidationError } from '../core/errors.js';
 import { registryAuthHeader } from '../registry/docker-config.js';
-import { resolveCredentials } from './push.js';
+import { resolveCredentials } from '../registry/connect.js';
 import { parseReference, withDefaultTag } from '../registry/reference.js';
 import type { EngineOptions, EngineSpec, RegistryAuth } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';

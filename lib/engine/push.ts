@@ -7,7 +7,9 @@ import { ThinkubeImageError } from '../core/errors.js';
 import { connectEngine, engineError, type Engine } from './engine.js';
 import { loadDockerCredentials, registryAuthHeader, type RegistryCredentials } from '../registry/docker-config.js';
 import { parseReference, withDefaultTag, formatReference } from '../registry/reference.js';
-import { RegistryClient, registryRetryPolicy } from '../registry/client.js';
+import { registryClientFor, resolveCredentials } from '../registry/connect.js';
+
+
 import { LogTail, cleanLine, emit, readJsonLines, type OperationControls } from '../core/progress.js';
 import { RetryBudget, retrySettings, type RetryListener, type RetrySettings } from '../core/retry.js';
 import { validate } from '../options/schema.js';
@@ -82,32 +84,7 @@ export function transientPushError(message: string): string | undefined {
   return undefined;
 }
 
-/** Resolve credentials: explicit username/password, else the Docker config entry, else anonymous. */
-export async function resolveCredentials(registry: string, auth: RegistryAuth | undefined): Promise<RegistryCredentials | undefined> {
-  if (auth?.username && auth.password) return { username: auth.username, password: auth.password };
-  return loadDockerCredentials(registry, auth?.dockerConfig);
-}
 
-/** Retry and cancellation of a registry client's requests (its retries are reported through onRetry). */
-export interface RegistryClientHooks {
-  retry?: RetryOptions;
-  onRetry?: RetryListener;
-  signal?: AbortSignal;
-}
-
-export function registryClientFor(registry: string, credentials: RegistryCredentials | undefined, tls: RegistryTls | undefined, hooks: RegistryClientHooks = {}): RegistryClient {
-  return new RegistryClient({
-    registry,
-    credentials,
-    validateCerts: tls?.validateCerts ?? true,
-    caFile: tls?.caFile,
-    plainHttp: tls?.plainHttp,
-    ...(tls?.timeoutSeconds ? { timeoutMs: Math.round(tls.timeoutSeconds * 1000) } : {}),
-    retry: registryRetryPolicy(hooks.retry),
-    onRetry: hooks.onRetry,
-    signal: hooks.signal,
-  });
-}
 
 function classifyPushError(message: string, registry: string, credentials: RegistryCredentials | undefined, reference: string, retried = ''): ThinkubeImageError {
   const who = credentials?.username ? `user ${credentials.username}` : 'anonymous access';

@@ -18,7 +18,7 @@ import { EnginesExecutor } from '../build/engines-executor.js';
 import type { BuildExecutor } from '../build/executor.js';
 import type { EngineStats } from '../engine/pool.js';
 import { HarborClient } from '../harbor/client.js';
-import { resolveCredentials } from '../engine/push.js';
+import { resolveCredentials } from '../registry/connect.js';
 import { runGraph, type GraphTask } from './graph.js';
 import { ImageRun, errorSummary, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';

@@ -18,7 +18,7 @@ import { HarborClient, type HarborHealth, type HarborIdentity } from '../harbor/
 import type { Naming } from '../options/naming-types.js';
 import { convertNameLight } from '../options/naming.js';
 import { emit, type OperationControls } from '../core/progress.js';
-import { registryClientFor, resolveCredentials } from '../engine/push.js';
+import { registryClientFor, resolveCredentials } from '../registry/connect.js';
 import type { RegistryCredentials } from '../registry/docker-config.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatBytes, describeQuota } from '../harbor/scan-gate.js';

@@ -7,7 +7,7 @@
 import { formatPlatform, parsePlatform, platformMatches, type Platform } from '../engine/pool.js';
 import { ThinkubeImageError, ValidationError, isThinkubeImageError } from '../core/errors.js';
 import { emit, type OperationControls } from '../core/progress.js';
-import { registryClientFor, resolveCredentials } from '../engine/push.js';
+import { registryClientFor, resolveCredentials } from '../registry/connect.js';
 import { formatReference, isValidDigest, isValidTag, parseReference, withDefaultTag, type ImageRef } from '../registry/reference.js';
 import { MEDIA_TYPES, sha256Digest, type RegistryClient } from '../registry/client.js';
 import { validate } from '../options/schema.js';

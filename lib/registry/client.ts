@@ -26,14 +26,6 @@ export const MEDIA_TYPES = {
 /** Without these a registry may answer with a schema1 manifest whose digest differs. */
 const MANIFEST_ACCEPT = [MEDIA_TYPES.ociManifest, MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifest, MEDIA_TYPES.dockerManifestList].join(', ');
 
-/**
- * The schema's `retry` option as the client takes it. Kept for callers written against the former
- * policy object: the option passes through unchanged (its defaults come from the schema).
- * @deprecated pass `retry` (RetryOptions) to RegistryClient directly.
- */
-export function registryRetryPolicy(options: RetryOptions | undefined): RetryOptions {
-  return options ?? {};
-}
 
 export type { RegistryErrorEntry };
 

@@ -1,5 +1,6 @@
 /** The push command / thinkube_image_push module: pushImage; `changed` only when the registry changed. */
-import { runPush, resolveCredentials, registryClientFor } from '../../engine/push.js';
+import { runPush } from '../../engine/push.js';
+import { resolveCredentials, registryClientFor } from '../../registry/connect.js';
 import { connectEngine, withEngineTimeout } from '../../engine/engine.js';
 import { parseReference, withDefaultTag, formatReference } from '../../registry/reference.js';
 import { validate } from '../../options/schema.js';
