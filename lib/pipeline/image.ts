@@ -18,6 +18,7 @@ import { scanGate, scanGateError, type ScanGateResult, type SeverityCounts } fro
 import type { HarborClient } from '../harbor/client.js';
 import { registerImage, type RegisterOutcome } from '../register/register.js';
 import { lockImage } from './image-lock.js';
+import { schemaDefault } from '../options/defaults.js';
 import type { BuildOptions, ImageMetadata, PipelineOptions, RegisterOptions } from '../options/generated/types.js';
 
 export type ImageStatus = 'done' | 'failed' | 'skipped' | 'planned';
@@ -371,7 +372,7 @@ export class ImageRun {
 
   async #register(digest: string | undefined, variants: Variant[]): Promise<ImageRegistration> {
     const { options, controls } = this.#ctx;
-    const target = options.registration?.target ?? 'catalog';
+    const target = options.registration?.target ?? schemaDefault('register-options.schema.json', 'properties/target');
     if (!digest) return { target, outcome: 'would-register', changed: true, location: '' };
     if (!this.job.metadata) throw new ThinkubeImageError('ERR_LINT', `${this.job.name} has no valid image.yaml to register`, { hint: 'Run node bin/lint.js' });
     const created = variants.map((v) => v.built?.createdAt ?? v.plan.createdAt).filter((c): c is string => Boolean(c)).sort();
