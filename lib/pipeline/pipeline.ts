@@ -50,8 +50,8 @@ export async function runPipeline(options: PipelineOptions, controls: PipelineCo
 
 /**
  * Run images over their dependency graph: an image is planned once the images it builds on are
- * published; one build node per platform (the only nodes that take a concurrency slot); finish =
- * publish, scan gate, register. Resolves when every image is through or skipped; never throws
+ * published; one build node per platform, then finish = publish, scan gate, register (build and
+ * finish nodes take a concurrency slot, planning takes none). Resolves when every image is through or skipped; never throws
  * for an image (its result says failed), and releases every image's lock.
  */
 export async function runJobs(runs: ImageRun[], concurrency: number, signal?: AbortSignal): Promise<void> {
@@ -60,7 +60,9 @@ export async function runJobs(runs: ImageRun[], concurrency: number, signal?: Ab
     const n = run.job.name;
     tasks.push({ id: `plan:${n}`, slots: 0, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
     run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
-    tasks.push({ id: `finish:${n}`, slots: 0, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
+    // Publishing and registering take a slot too: with one slot an image is through before the
+    // next build starts (so an interrupted run leaves no built image unpublished behind it).
+    tasks.push({ id: `finish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
   }
   try {
     await runGraph(tasks, { concurrency, signal });
