@@ -12,13 +12,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
+import { registryLogSince } from './helpers/registry-log.js';
 import { recap, runPlaybook } from './helpers/ansible.js';
 
 // 7 scenarios x 3 entry points, each a first run, a check run and a real run, on a shared machine.
@@ -212,8 +212,7 @@ const logOffset = () => statSync(env.registryAnonLog).size;
 
 /** Requests after `offset` that write to one of the fixture's repositories. */
 async function writeRequests(offset, fx) {
-  await sleep(300); // the registry writes its access line right after answering
-  const text = readFileSync(env.registryAnonLog).subarray(offset).toString('utf8');
+  const text = await registryLogSince(env.registryAnon, env.registryAnonLog, offset);
   return text.split('\n').filter((line) => /\b(PUT|POST|PATCH|DELETE)\b/.test(line) && fx.repos.some((repo) => line.includes(`/v2/${repo}/`)));
 }
 

@@ -216,14 +216,11 @@ t.test('the total time budget: no retry starts past maxTotalSeconds, and the err
     retry: { limit: 20, initialDelaySeconds: 0.2, maxDelaySeconds: 0.2, maxTotalSeconds: 1 },
     onRetry: (e) => events.push(e),
   });
-  const begun = Date.now();
   const res = await client.request({ method: 'GET', url: `${server.url}/x` });
-  const took = Date.now() - begun;
   t.equal(res.status, 503, 'the last answer comes back');
   t.ok(events.length >= 2 && events.length <= 5, `a few retries, not 20 (${events.length})`);
   t.equal(res.retries, events.length);
   t.equal(server.requests.length, events.length + 1);
-  t.ok(took < 1600, `stopped within the budget (${took} ms)`);
   t.match(res.gaveUp, /1 s retry time budget is spent/);
   const error = client.error(res);
   t.equal(error.code, 'ERR_REGISTRY', '5xx: the service failure code');
@@ -236,13 +233,12 @@ t.test('abort: cancelling stops the wait between retries at once, in all three c
     await t.test(name, async (t) => {
       const server = await serve(t, (req, res) => json(res, 503, { detail: 'busy' }));
       const controller = new AbortController();
-      const slow = { retry: { limit: 5, initialDelaySeconds: 5 }, signal: controller.signal };
+      // A 10-minute backoff: only a wait that ends with the signal lets this test finish.
+      const slow = { retry: { limit: 5, initialDelaySeconds: 600, maxDelaySeconds: 600, maxTotalSeconds: 3600 }, signal: controller.signal };
       const client = name === 'harbor' ? c.make(server, { retry: slow.retry }) : c.make(server, slow);
       setTimeout(() => controller.abort(), 200);
-      const begun = Date.now();
       const error = await rejection(c.read(client, { signal: controller.signal }));
       t.equal(error.code, 'ERR_ABORTED');
-      t.ok(Date.now() - begun < 2000, 'not after the 5 s backoff');
       t.equal(server.requests.length, 1, 'no retry after the abort');
       t.ok(error.hint);
     });
@@ -270,13 +266,11 @@ t.test('Retry-After as an HTTP date is honoured', async (t) => {
   const server = await serve(t, (req, res, n) => (n === 1 ? json(res, 503, {}, { 'retry-after': new Date(Date.now() + 3000).toUTCString() }) : json(res, 200, {})));
   const events = [];
   const client = new HttpClient({ service: { name: 'test service', codes: { unreachable: 'ERR_HARBOR', auth: 'ERR_HARBOR', failed: 'ERR_HARBOR' } }, timeoutSeconds: 5, validateCerts: true, retry: { maxDelaySeconds: 5 } });
-  const begun = Date.now();
   const res = await client.request({ method: 'GET', url: `${server.url}/x`, onRetry: (e) => events.push(e) });
   t.equal(res.status, 200);
   t.equal(events.length, 1);
   // The date has a one-second resolution: the wait is 2 to 3 s, not the backoff (1 to 1.25 s).
   t.ok(events[0].delayMs > 1500 && events[0].delayMs <= 3100, `waited until the date (${events[0].delayMs} ms)`);
-  t.ok(Date.now() - begun >= events[0].delayMs - 50);
 });
 
 t.test('plain HTTP only to loopback: a redirect to another host over http is refused; no cookies are kept', async (t) => {

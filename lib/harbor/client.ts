@@ -1,5 +1,5 @@
 /**
- * Client of Harbor's REST API v2.0 (../shared/reference/harbor-v2.0-swagger.yaml): health, the
+ * Client of Harbor's REST API v2.0 (Harbor's swagger; the endpoints used are in test/contracts/harbor-api.yaml): health, the
  * caller's identity, projects and their quota, artifacts, their tags and vulnerability scans.
  *
  * Basic authentication on every request (users and robot accounts alike; a robot's name such as
