@@ -111,7 +111,7 @@ t.test('push stall timeout: pushImage, runPush with options nobody validated, an
   await stalled('pushImage', (ref) => pushImage({ tags: [ref], engine: engineOptions, verify: false, retry: { limit: 0 } }));
   await stalled('runPush', (ref) => runPush(engine, { tags: [ref], verify: false, retry: { limit: 0 } }));
 
-  // The pipeline pushes through runPush on each of its paths: one engine in order, the scheduler,
+  // The pipeline pushes through runPush in each of its shapes: one engine in order, two builds at once,
   // and per platform of a multi-architecture image (which once gave its pushes the builds' stall
   // timeout). The builds' own stall timeout, set here, is not the pushes'.
   for (const extra of [{}, { concurrency: 2 }, { platforms: ['linux/amd64'] }].map((o) => ({ ...o, stallTimeoutSeconds: 40 }))) {

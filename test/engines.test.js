@@ -1,5 +1,5 @@
 // Builds spread over several engines: the pool (platforms, concurrency, base-tag locks), the
-// dependency scheduler, and the pipeline on two real engines (dockerd and Podman's service as two
+// graph runner, and the pipeline on two real engines (dockerd and Podman's service as two
 // "hosts") building independent images at the same time while a dependent image waits.
 import t from 'tap';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
