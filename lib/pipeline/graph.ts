@@ -2,7 +2,7 @@
  * Run tasks that depend on each other as soon as their dependencies are done, with a limit on
  * how many hold a slot at once: independent images build in parallel, an image waits for the
  * images it builds on (the dependency edges themselves, not waves: an image never waits for an
- * unrelated slow one). Light tasks (planning, tag moves, registration) take no slot.
+ * unrelated slow one).
  */
 import { ThinkubeImageError } from '../core/errors.js';
 
@@ -10,8 +10,6 @@ export interface GraphTask<T> {
   id: string;
   /** Ids this task waits for; ids that are not tasks of the graph are ignored. */
   dependsOn?: string[];
-  /** Slots of the concurrency limit it holds while running: 1 (default) for a build, 0 for light work. */
-  slots?: number;
   run(signal: AbortSignal | undefined): Promise<T>;
 }
 
@@ -30,7 +28,7 @@ export interface TaskRecord<T> {
 }
 
 export interface GraphOptions<T> {
-  /** Slots in use at the same time (default: no limit beyond the dependencies). */
+  /** Tasks running at the same time (default: no limit beyond the dependencies). */
   concurrency?: number;
   signal?: AbortSignal;
   onStart?(id: string): void;
@@ -71,7 +69,7 @@ function findCycle(tasks: Array<GraphTask<unknown>>): string[] {
 }
 
 /**
- * Run every task once its dependencies finished, at most `concurrency` slots at a time, tasks that are
+ * Run every task once its dependencies finished, at most `concurrency` at a time, tasks that are
  * ready in the order given (give them in a topological order for a stable schedule). Never throws
  * for a failing task: its record says failed, and its dependants are skipped. Resolves when every
  * task has a record; after an abort nothing new starts and what did not start is skipped.
@@ -94,7 +92,6 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
   const records = new Map<string, TaskRecord<T>>();
   const pending = [...tasks];
   let running = 0;
-  let used = 0;
 
   return new Promise((resolve) => {
     const finish = (record: TaskRecord<T>): void => {
@@ -121,14 +118,12 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
           i = 0; // its own dependants may now be decidable
           continue;
         }
-        const slots = task.slots ?? 1;
-        if ((slots > 0 && used + slots > limit) || !deps.every((d) => records.has(d))) {
+        if (running >= limit || !deps.every((d) => records.has(d))) {
           i++;
           continue;
         }
         pending.splice(i, 1);
         running++;
-        used += slots;
         const startedAt = Date.now();
         try {
           options.onStart?.(task.id);
@@ -146,7 +141,6 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
           (error: unknown) => ({ id: task.id, status: 'failed' as const, error, startedAt, endedAt: Date.now() }),
         ).then((record) => {
           running--;
-          used -= slots;
           finish(record);
           pump();
         });

@@ -50,18 +50,18 @@ export async function runPipeline(options: PipelineOptions, controls: PipelineCo
 
 /**
  * Run images over their dependency graph: an image is planned once the images it builds on are
- * published; one build node per platform, then finish = publish, scan gate, register (build and
- * finish nodes take a concurrency slot, planning takes none). Resolves when every image is through or skipped; never throws
+ * published; one build node per platform, then finish = publish, scan gate, register. Every node
+ * counts against the concurrency limit; ready nodes start in build order. Resolves when every image is through or skipped; never throws
  * for an image (its result says failed), and releases every image's lock.
  */
 export async function runJobs(runs: ImageRun[], concurrency: number, signal?: AbortSignal): Promise<void> {
   const tasks: Array<GraphTask<void>> = [];
   for (const run of runs) {
     const n = run.job.name;
-    tasks.push({ id: `plan:${n}`, slots: 0, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
+    tasks.push({ id: `plan:${n}`, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
     run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
-    // Publishing and registering take a slot too: with one slot an image is through before the
-    // next build starts (so an interrupted run leaves no built image unpublished behind it).
+    // Every node counts against the concurrency, so that with a limit of one the images go one
+    // after the other in build order, each through before the next is planned.
     tasks.push({ id: `finish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
   }
   try {
