@@ -106,7 +106,6 @@ export interface ImageJob {
 export interface RunContext {
   /** Validated pipeline options. */
   options: PipelineOptions;
-  project: string;
   /** Tag names of the registration (the first) and of every image. */
   tagNames: string[];
   buildArgs: Record<string, string>;

@@ -80,7 +80,6 @@ export async function buildMultiArchImage(options: MultiArchBuildOptions, contro
   const settings = { imagesDir: valid.context, registry: first.registry, force: valid.force, noCache: valid.noCache, register: false } as PipelineOptions;
   const ctx: RunContext = {
     options: settings,
-    project: first.repository.split('/')[0] as string,
     tagNames,
     buildArgs: valid.buildArgs ?? {},
     executor,

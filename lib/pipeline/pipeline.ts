@@ -122,7 +122,6 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
 
   const ctx: RunContext = {
     options,
-    project,
     tagNames,
     buildArgs,
     executor,
