@@ -40,6 +40,8 @@ export interface BuiltImage {
 export interface BuildExecutor {
   /** e.g. "engine" or "engines"; shows in results. */
   readonly kind: string;
+  /** Builds it runs at once (the run's default concurrency). */
+  readonly capacity: number;
   /** Fails (with a clear error) when the executor cannot build at all or lacks a platform. */
   check(platforms: Array<string | undefined>, what: string): Promise<void>;
   /** The engine that may hold base images found in no registry (planning), if there is one. */

@@ -20,11 +20,10 @@ import type { EngineStats } from '../engine/pool.js';
 import { HarborClient } from '../harbor/client.js';
 import { resolveCredentials } from '../registry/connect.js';
 import { runGraph, type GraphTask } from './graph.js';
-import { ImageRun, errorSummary, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
+import { ImageRun, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
 
 export type { PipelineOptions };
-export { errorSummary };
 export type { PipelineImageResult, ImageStatus, PlatformResult, ImageScanResult, ImageRegistration } from './image.js';
 
 export interface PipelineResult {
@@ -149,7 +148,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     results.set(name, run.result);
   }
 
-  const concurrency = options.concurrency ?? (executor instanceof EnginesExecutor ? executor.capacity : 1);
+  const concurrency = options.concurrency ?? executor.capacity;
   try {
     await runJobs([...runs.values()], concurrency, controls.signal);
   } finally {
