@@ -17,7 +17,7 @@ import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
 import type { BuildExecutor } from '../build/executor.js';
 import type { EngineStats } from '../engine/pool.js';
-import { HarborClient } from '../harbor/client.js';
+import { harborClientFor } from '../harbor/connect.js';
 import { resolveCredentials } from '../registry/connect.js';
 import { runGraph, type GraphTask } from './graph.js';
 import { ImageRun, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
@@ -125,7 +125,9 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     buildArgs,
     executor,
     clients: clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls),
-    harbor: options.scan?.enabled ? await harborFor(options) : undefined,
+    harbor: options.scan?.enabled
+      ? harborClientFor({ registry: options.registry, credentials: await resolveCredentials(options.registry, options.auth), registryTls: options.registryTls, url: options.scan.harborUrl, basePath: options.scan.harborBasePath })
+      : undefined,
     dryRun,
     controls,
     warnings: [],
@@ -203,18 +205,6 @@ function gatedResult(image: CatalogImage, tags: string[], dependsOn: string[], g
   return { ...base, status: 'failed', reason: message, error: { code: 'ERR_LINT', message: `${message} (fix them; node bin/lint.js shows every check)` } };
 }
 
-async function harborFor(options: PipelineOptions): Promise<HarborClient> {
-  const credentials = await resolveCredentials(options.registry, options.auth);
-  const tls = options.registryTls;
-  const scan = options.scan ?? {};
-  return new HarborClient({
-    ...(scan.harborUrl ? { url: scan.harborUrl } : tls?.plainHttp ? { url: `http://${options.registry}` } : { host: options.registry }),
-    ...(scan.harborBasePath !== undefined ? { basePath: scan.harborBasePath } : {}),
-    ...(credentials?.username && credentials.password ? { username: credentials.username, password: credentials.password } : {}),
-    ...(tls?.validateCerts === false ? { validateCerts: false } : {}),
-    ...(tls?.caFile ? { caFile: tls.caFile } : {}),
-  });
-}
 
 /** The references an image is pushed under: the tags, plus those of the tagging strategy, each checked. */
 export function imageTags(image: CatalogImage, options: PipelineOptions, tagNames: string[], project: string, revision: string | undefined): string[] {

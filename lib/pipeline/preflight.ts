@@ -14,7 +14,8 @@ import { BASES_FILE, loadCatalog, type BaseImage, type Catalog } from '../source
 import { checkEngine, connectEngine, withEngineTimeout, type Engine } from '../engine/engine.js';
 import { ThinkubeImageError, ValidationError, errorCodeOf } from '../core/errors.js';
 import type { PreflightOptions } from '../options/generated/types.js';
-import { HarborClient, type HarborHealth, type HarborIdentity } from '../harbor/client.js';
+import type { HarborClient, HarborHealth, HarborIdentity } from '../harbor/client.js';
+import { harborClientFor } from '../harbor/connect.js';
 import type { Naming } from '../options/naming-types.js';
 import { convertNameLight } from '../options/naming.js';
 import { emit, type OperationControls } from '../core/progress.js';
@@ -281,18 +282,6 @@ interface HarborOutcome {
   wouldCreateProject: boolean;
 }
 
-function harborClientFor(options: PreflightOptions, credentials: RegistryCredentials | undefined): HarborClient {
-  const tls = options.registryTls;
-  const withPassword = credentials?.username !== undefined && credentials.password !== undefined;
-  return new HarborClient({
-    // A non-loopback registry reached over plain HTTP has its API there too.
-    ...(tls?.plainHttp ? { url: `http://${options.registry}` } : { host: options.registry }),
-    ...(withPassword ? { username: credentials.username as string, password: credentials.password as string } : {}),
-    ...(tls?.validateCerts === false ? { validateCerts: false } : {}),
-    ...(tls?.caFile ? { caFile: tls.caFile } : {}),
-    ...(tls?.timeoutSeconds ? { timeoutSeconds: tls.timeoutSeconds } : {}),
-  });
-}
 
 /** Is a failed health request a sign that no Harbor is there (rather than a Harbor in trouble)? */
 function notHarborAnswer(error: unknown): boolean {
@@ -368,7 +357,7 @@ async function harborChecks(
   }
   let client: HarborClient;
   try {
-    client = harborClientFor(options, access.credentials);
+    client = harborClientFor({ registry: options.registry, credentials: access.credentials, registryTls: options.registryTls });
   } catch (error) {
     if (want.has('harbor-health')) out.checks.push(failedFrom('harbor-health', error, 'Fix the registry TLS options (caFile, validateCerts)'));
     notApplicable('harbor-identity', 'Not checked: the Harbor client could not be set up');
