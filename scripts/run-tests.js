@@ -117,6 +117,56 @@ function warnIfStale() {
   }
 }
 
+/**
+ * Follows the TAP stream: the subtest path of each `not ok` assertion (leaf assertions only, not
+ * the files and subtests that fail because of them) and the first lines of its YAML diagnostic.
+ */
+export function failureCollector() {
+  const stack = []; // [indent, name]
+  const found = [];
+  let diag; // the failure whose diagnostic block is being read
+  return {
+    line(raw) {
+      const indent = raw.length - raw.trimStart().length;
+      const text = raw.trim();
+      if (diag) {
+        if (text === '...') diag = undefined;
+        else if (text !== '---' && diag.lines.length < 25) diag.lines.push(raw.slice(diag.indent));
+        return;
+      }
+      const sub = /^# Subtest: (.*)$/.exec(text);
+      if (sub) {
+        while (stack.length && stack[stack.length - 1][0] >= indent) stack.pop();
+        stack.push([indent, sub[1]]);
+        return;
+      }
+      const notOk = /^not ok \d+ - (.*?)(?: # time=[\d.]+m?s)?$/.exec(text);
+      if (!notOk) return;
+      while (stack.length && stack[stack.length - 1][0] > indent) stack.pop();
+      const parents = stack.filter(([i]) => i < indent).map(([, n]) => n);
+      const name = notOk[1];
+      // A subtest's own closing `not ok` repeats a failure already recorded inside it.
+      const isSubtestEnd = stack.length && stack[stack.length - 1][0] === indent && stack[stack.length - 1][1] === name;
+      if (isSubtestEnd) {
+        stack.pop();
+        if (found.some((f) => f.path.slice(0, parents.length + 1).join('\0') === [...parents, name].join('\0'))) return;
+      }
+      const failure = { path: [...parents, name], lines: [], indent: indent + 2 };
+      found.push(failure);
+      diag = failure;
+    },
+    report() {
+      if (found.length === 0) return '';
+      const out = [`# Failed (${found.length}):`];
+      for (const f of found) {
+        out.push(`#   ${f.path.join(' > ')}`);
+        for (const l of f.lines) out.push(`#       ${l}`);
+      }
+      return out.join('\n');
+    },
+  };
+}
+
 function main(argv) {
   const flags = new Set(argv.filter((a) => a === '--unit' || a === '--list'));
   const rest = argv.filter((a) => !flags.has(a));
@@ -147,12 +197,14 @@ function main(argv) {
   const child = spawn(tapBin, [`--reporter=${reporter}`, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
   let summary;
   let pending = '';
+  const failures = failureCollector();
   child.stdout.on('data', (chunk) => {
     process.stdout.write(chunk);
     pending += chunk.toString('utf8');
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
     for (const line of lines) {
+      failures.line(line);
       const m = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, skip: (\d+))?(?:, todo: (\d+))?/.exec(line.trim());
       if (m) summary = { total: +m[1], pass: +(m[2] ?? 0), fail: +(m[3] ?? 0), skip: +(m[4] ?? 0), todo: +(m[5] ?? 0) };
     }
@@ -163,6 +215,9 @@ function main(argv) {
       console.error('No test was executed: that is a failure.');
       process.exit(1);
     }
+    // A CI log is often read from its end: name each failed assertion again just above the summary.
+    const report = failures.report();
+    if (report) console.log(report);
     const failed = summary.fail + (code !== 0 && summary.fail === 0 ? 1 : 0);
     console.log(`Tests: ${summary.pass} passed, ${failed} failed${summary.skip ? `, ${summary.skip} skipped` : ''}`);
     process.exit(code ?? 1);
