@@ -14,6 +14,8 @@ import { validate } from '../options/schema.js';
 import { buildArgSecrets } from '../core/secrets.js';
 import type { BuildOptions } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';
+import { parseReference } from '../registry/reference.js';
+import { registryLayerCache } from './layer-cache.js';
 
 export type { BuildOptions };
 
@@ -150,6 +152,14 @@ export async function runBuild(
     abortSignal: signal,
   };
   for (const key of Object.keys(query)) if (query[key] === undefined) delete query[key];
+  const layerCache = await registryLayerCache(engine, options);
+  if (layerCache) {
+    // Replaces cacheFrom: on Podman a cache source is a repository of layers, not an image.
+    Object.assign(query, layerCache.query);
+    const ref = parseReference(options.tags[0] as string);
+    if (options.auth?.username) query.registryconfig = { [ref.registry]: { username: options.auth.username, password: options.auth.password } };
+    emit(controls, { type: 'info', message: `Layer cache: ${layerCache.repository} (buildah registry cache on Podman)` });
+  }
 
   const abortError = (): ThinkubeImageError =>
     new ThinkubeImageError('ERR_ABORTED', `Build of ${options.tags[0]} was cancelled${currentStep ? ` during ${currentStep}` : ''}`, {

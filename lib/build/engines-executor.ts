@@ -8,6 +8,7 @@
 import { EnginePool, type EngineLease } from '../engine/pool.js';
 import type { Engine } from '../engine/engine.js';
 import { runBuild } from './build.js';
+import { registryLayerCache } from './layer-cache.js';
 import { pullForCache, refreshBases } from './incremental.js';
 import { runPush } from '../engine/push.js';
 import { emit, type OperationControls } from '../core/progress.js';
@@ -70,7 +71,9 @@ export class EnginesExecutor implements BuildExecutor {
       if (platform === undefined) {
         // A native build uses the engine's copy of a base: make it the registry's current one.
         if (!options.pull) await refreshBases(lease.engine, bases, options, controls);
-        if (!cacheFrom && request.cacheFrom && !options.noCache && (await pullForCache(lease.engine, request.cacheFrom, options, controls))) cacheFrom = [request.cacheFrom];
+        // On Podman the registry layer cache does this job, layer by layer, without pulling the image.
+        const layerCache = await registryLayerCache(lease.engine, options);
+        if (!cacheFrom && !layerCache && request.cacheFrom && !options.noCache && (await pullForCache(lease.engine, request.cacheFrom, options, controls))) cacheFrom = [request.cacheFrom];
       }
       const built = await runBuild(lease.engine, { ...options, cacheFrom, pull: platform === undefined ? options.pull : false }, request.scan, controls);
       warnings.push(...built.warnings);

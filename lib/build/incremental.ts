@@ -14,6 +14,7 @@ import { registryAuthHeader } from '../registry/docker-config.js';
 import { registryClientFor, resolveCredentials } from '../registry/connect.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { BuildOptions } from '../options/generated/types.js';
+import { registryLayerCache } from './layer-cache.js';
 
 export interface IncrementalBuildResult extends BuildResult {
   /** True when nothing was built because the registry already holds an image with these inputs. */
@@ -287,7 +288,8 @@ export async function buildIfChanged(engine: Engine, options: BuildOptions, scan
     };
   }
   let cacheFrom = options.cacheFrom;
-  if (!cacheFrom && options.cacheFromRegistry !== false && !options.noCache) {
+  // On Podman the registry layer cache does this job, layer by layer, without pulling the image.
+  if (!cacheFrom && options.cacheFromRegistry !== false && !options.noCache && !(await registryLayerCache(engine, options))) {
     const current = await client.headManifest(first.repository, first.tag as string);
     if (current && (await pullForCache(engine, formatReference(first), options, controls))) cacheFrom = [formatReference(first)];
   }

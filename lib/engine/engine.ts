@@ -127,3 +127,35 @@ export async function checkEngine(engine: Engine): Promise<{ version: string; ap
     return { version: version.Version ?? 'unknown', apiVersion: version.ApiVersion ?? 'unknown', os: version.Os ?? 'linux', arch: version.Arch ?? 'amd64' };
   });
 }
+
+export interface EngineProduct {
+  /** podman: Podman's Docker-compatible service; docker: dockerd (or anything else that answers). */
+  name: 'docker' | 'podman';
+  version: string;
+}
+
+const products = new WeakMap<Engine, Promise<EngineProduct>>();
+
+/**
+ * Which engine answers at this connection, asked once (Podman's service lists a "Podman Engine"
+ * component in /version). Builds need it: buildah's registry layer cache exists only on Podman.
+ */
+export function engineProduct(engine: Engine): Promise<EngineProduct> {
+  let product = products.get(engine);
+  if (!product) {
+    // dockerode takes an abortSignal here; its typings know only the callback form.
+    const version = engine.docker.version as unknown as (options: { abortSignal: AbortSignal }) => Promise<Docker.DockerVersion>;
+    product = version.call(engine.docker, { abortSignal: AbortSignal.timeout(engine.timeoutMs) }).then(
+      (version): EngineProduct => {
+        const podman = version.Components?.find((c) => /podman/i.test(c.Name));
+        return podman ? { name: 'podman', version: podman.Version } : { name: 'docker', version: version.Version };
+      },
+      (error: unknown) => {
+        products.delete(engine);
+        throw engineError(engine, error, 'asking the engine for its version');
+      },
+    );
+    products.set(engine, product);
+  }
+  return product;
+}

@@ -185,6 +185,7 @@ function buildOf(image: CatalogImage, options: PipelineOptions, buildArgs: Recor
     dockerfile: image.dockerfilePath,
     buildArgs,
     noCache: options.noCache,
+    registryLayerCache: options.registryLayerCache,
     pull: options.pull,
     title: image.metadata?.display_name,
     version: image.metadata?.version,

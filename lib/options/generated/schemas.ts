@@ -145,6 +145,11 @@ export const schemaDocuments = {
         "type": "boolean",
         "default": true
       },
+      "registryLayerCache": {
+        "description": "Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.",
+        "type": "boolean",
+        "default": true
+      },
       "stallTimeoutSeconds": {
         "description": "Fail (ERR_TIMEOUT, naming the step) when the engine sends no build output for this many seconds, and cancel the build on the engine. Raise it for steps that work silently for long.",
         "type": "number",
@@ -1248,6 +1253,9 @@ export const schemaDocuments = {
         "description": "Build every image even when an image with the same inputs is already in the registry (normally such images are skipped and only re-tagged).",
         "type": "boolean",
         "default": false
+      },
+      "registryLayerCache": {
+        "$ref": "build-options.schema.json#/properties/registryLayerCache"
       },
       "stallTimeoutSeconds": {
         "description": "Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine. Pushes have their own stall timeout (push options).",

@@ -150,6 +150,10 @@ export interface BuildOptions {
    */
   cacheFromRegistry?: boolean;
   /**
+   * Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.
+   */
+  registryLayerCache?: boolean;
+  /**
    * Fail (ERR_TIMEOUT, naming the step) when the engine sends no build output for this many seconds, and cancel the build on the engine. Raise it for steps that work silently for long.
    */
   stallTimeoutSeconds?: number;
@@ -717,6 +721,10 @@ export interface PipelineOptions {
    * Build every image even when an image with the same inputs is already in the registry (normally such images are skipped and only re-tagged).
    */
   force?: boolean;
+  /**
+   * Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.
+   */
+  registryLayerCache?: boolean;
   /**
    * Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine. Pushes have their own stall timeout (push options).
    */
