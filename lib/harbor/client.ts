@@ -1,6 +1,7 @@
 /**
  * Client of Harbor's REST API v2.0 (Harbor's swagger; the endpoints used are in test/contracts/harbor-api.yaml): health, the
- * caller's identity, projects and their quota, artifacts, their tags and vulnerability scans.
+ * caller's identity, projects and their quota, artifacts, their tags and vulnerability scans, and
+ * deleting tags and artifacts (input-tag retention).
  *
  * Basic authentication on every request (users and robot accounts alike; a robot's name such as
  * `robot$thinkube` is sent byte for byte) and no cookie jar: Harbor's CSRF check only applies to
@@ -154,6 +155,10 @@ export interface HarborArtifact {
   size?: number;
   push_time?: string;
   tags?: HarborTag[] | null;
+  /** An index's children (swagger `Reference`): child_digest of each platform's manifest. */
+  references?: Array<{ parent_id?: number; child_id?: number; child_digest?: string; platform?: Record<string, unknown> }> | null;
+  /** For images: architecture, os, created and the image config (its Labels) as Harbor read them. */
+  extra_attrs?: Record<string, unknown> | null;
   /** Report MIME type to summary. */
   scan_overview?: Record<string, HarborNativeReportSummary> | null;
   [key: string]: unknown;
@@ -524,6 +529,62 @@ export class HarborClient {
       if (list.length < pageSize || (Number.isFinite(total) && tags.length >= total)) break;
     }
     return tags;
+  }
+
+  /** Every artifact of a repository with its tags (GET .../artifacts, all pages). [] when the repository does not exist. */
+  async listArtifacts(project: string, repository: string, controls: HarborCallControls = {}): Promise<HarborArtifact[]> {
+    const pageSize = 100;
+    const artifacts: HarborArtifact[] = [];
+    // Bounded: 100 pages of 100 artifacts is far beyond a repository this tool keeps tidy.
+    for (let page = 1; page <= 100; page++) {
+      const spec: RequestSpec = {
+        method: 'GET',
+        path: `/projects/${segment(project)}/repositories/${encodeRepositoryName(repository)}/artifacts`,
+        query: { page, page_size: pageSize, with_tag: true },
+        what: `list the artifacts of ${project}/${repository}`,
+        signal: controls.signal, onRetry: controls.onRetry,
+      };
+      const res = await this.#send(spec);
+      if (res.status === 404) return artifacts;
+      if (res.status !== 200) this.#fail(res, spec);
+      const list = this.#json(res, 'GET', spec.path);
+      if (!Array.isArray(list)) throw this.#notHarbor('GET', spec.path, 'the artifact list is not an array');
+      for (const a of list as unknown[]) if (a && typeof a === 'object' && typeof (a as HarborArtifact).digest === 'string') artifacts.push(a as HarborArtifact);
+      const total = Number(res.header('x-total-count'));
+      if (list.length < pageSize || (Number.isFinite(total) && artifacts.length >= total)) break;
+    }
+    return artifacts;
+  }
+
+  /** DELETE .../artifacts/{reference}/tags/{tag}: the tag alone; the artifact stays. false: it was already gone (404). */
+  async deleteTag(project: string, repository: string, reference: string, tag: string, controls: HarborCallControls = {}): Promise<boolean> {
+    const spec: RequestSpec = {
+      method: 'DELETE',
+      path: `${artifactPath(project, repository, reference)}/tags/${segment(tag)}`,
+      what: `delete tag ${tag} of ${project}/${repository}${refSuffix(reference)}`,
+      signal: controls.signal, onRetry: controls.onRetry,
+    };
+    const res = await this.#send(spec);
+    if (res.status === 200) return true;
+    if (res.status === 404) return false;
+    return this.#fail(res, spec);
+  }
+
+  /**
+   * DELETE .../artifacts/{reference}: the artifact and every tag on it (Harbor then frees its
+   * blobs at its next garbage collection). false: it was already gone (404).
+   */
+  async deleteArtifact(project: string, repository: string, reference: string, controls: HarborCallControls = {}): Promise<boolean> {
+    const spec: RequestSpec = {
+      method: 'DELETE',
+      path: artifactPath(project, repository, reference),
+      what: `delete artifact ${project}/${repository}${refSuffix(reference)}`,
+      signal: controls.signal, onRetry: controls.onRetry,
+    };
+    const res = await this.#send(spec);
+    if (res.status === 200) return true;
+    if (res.status === 404) return false;
+    return this.#fail(res, spec);
   }
 
   // ---- transport ----

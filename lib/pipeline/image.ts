@@ -14,6 +14,8 @@ import { planBuild, type Clients, type InputPlan } from '../build/incremental.js
 import type { BuildExecutor, BuiltImage } from '../build/executor.js';
 import { moveTags, type TagMove } from '../publish/tags.js';
 import { describeImageManifest, putImageIndex, type ImageIndexResult, type IndexEntry, type IndexMediaTypeChoice } from '../publish/index.js';
+import { retainInputTags, type PublishedTags, type RetentionResult } from '../publish/retention.js';
+import type { RegistryClient } from '../registry/client.js';
 import { scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
 import type { HarborClient } from '../harbor/client.js';
 import { registerImage, type RegisterOutcome } from '../register/register.js';
@@ -75,6 +77,8 @@ export interface PipelineImageResult {
   platforms?: PlatformResult[];
   /** Tags that moved (check mode: would move) to the digest. */
   tagsMoved?: string[];
+  /** Old input tags removed (check mode: that would be) by keepInputTags, and the images deleted with them. */
+  retention?: RetentionResult;
   scan?: ImageScanResult;
   registration?: ImageRegistration;
   error?: { code: string; message: string; step?: string; logTail?: string[] };
@@ -338,6 +342,8 @@ export class ImageRun {
       const sizes = variants.map((v) => v.built?.imageSize ?? v.plan.imageSize ?? 0);
       r.imageSize = Math.max(0, ...sizes);
       r.changed = rebuilt.length > 0 || r.tagsMoved.length > 0;
+      r.retention = await this.#retain(client, tagNames);
+      r.changed ||= (r.retention?.removedTags.length ?? 0) > 0;
 
       r.scan = await this.#scanGate(r.digest);
       if (options.register !== false) {
@@ -350,6 +356,26 @@ export class ImageRun {
     } catch (error) {
       await this.#fail(error);
     }
+  }
+
+  /** Keep the newest input tags of the repository, this run's among them (lib/publish/retention.ts). */
+  async #retain(client: RegistryClient, tagNames: string[]): Promise<RetentionResult | undefined> {
+    const { options, dryRun, controls, harbor } = this.#ctx;
+    const keep = options.keepInputTags ?? schemaDefault('pipeline-options.schema.json', 'properties/keepInputTags');
+    if (keep === 0) return undefined;
+    const nameOf = (reference: string): string => withDefaultTag(parseReference(reference)).tag as string;
+    // Where the publish puts this run's tags (check mode: a placeholder for what is not built yet).
+    const published: PublishedTags = new Map();
+    const digestOf = (v: Variant): string => v.built?.digest ?? v.entry?.digest ?? (v.reuse ? v.plan.existing : undefined) ?? `pending:${v.platform ?? 'native'}`;
+    for (const v of this.#variants) {
+      published.set(nameOf(v.plan.inputTag), digestOf(v));
+      if (v.platform) published.set(platformTag(tagNames[0] as string, v.platform), digestOf(v));
+    }
+    for (const tag of tagNames) published.set(tag, this.result.digest ?? 'pending:tags');
+    const current = this.#variants.map((v) => nameOf(v.plan.inputTag));
+    const result = await retainInputTags({ client, repository: this.#repository, harbor }, { keep, current, published, dryRun }, controls);
+    if (result.warning) this.#ctx.warnings.push(`${this.job.name}: ${result.warning}`);
+    return result;
   }
 
   async #scanGate(digest: string | undefined): Promise<ImageScanResult | undefined> {
@@ -409,6 +435,8 @@ export class ImageRun {
     }
     const moved = this.result.tagsMoved ?? [];
     if (moved.length > 0) parts.push(`${would ? 'would move' : 'moved'} ${moved.map((m) => m.split(':').pop()).join(', ')}`);
+    const removed = this.result.retention?.removedTags.length ?? 0;
+    if (removed > 0) parts.push(`${would ? 'would remove' : 'removed'} ${removed} old input tag${removed === 1 ? '' : 's'}`);
     if (this.result.registration) parts.push(`registration ${this.result.registration.outcome}`);
     return parts.join('; ');
   }

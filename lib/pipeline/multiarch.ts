@@ -14,6 +14,7 @@ import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
 import { sameRepository, type ImageIndexResult, type IndexMediaTypeChoice } from '../publish/index.js';
 import { ImageRun, type RunContext } from './image.js';
+import type { RetentionResult } from '../publish/retention.js';
 import { runJobs } from './pipeline.js';
 import type { MultiArchBuildOptions, PipelineOptions } from '../options/generated/types.js';
 
@@ -59,6 +60,8 @@ export interface MultiArchResult {
   builtAt?: string;
   /** Compressed size of the largest platform image (what one node pulls at most). */
   imageSize: number;
+  /** Old input tags removed by keepInputTags (lib/publish/retention.ts). */
+  retention?: RetentionResult;
   durationMs: number;
   warnings: string[];
 }
@@ -77,7 +80,7 @@ export async function buildMultiArchImage(options: MultiArchBuildOptions, contro
   const executor = new EnginesExecutor({ engines, engine, registry: first.registry, auth: valid.auth, registryTls: valid.registryTls });
   const repository = `${first.registry}/${first.repository}`;
   await executor.check(platforms, repository);
-  const settings = { imagesDir: valid.context, registry: first.registry, force: valid.force, noCache: valid.noCache, register: false } as PipelineOptions;
+  const settings = { imagesDir: valid.context, registry: first.registry, force: valid.force, noCache: valid.noCache, keepInputTags: valid.keepInputTags, register: false } as PipelineOptions;
   const ctx: RunContext = {
     options: settings,
     tagNames,
@@ -134,6 +137,7 @@ export async function buildMultiArchImage(options: MultiArchBuildOptions, contro
     skipped: run.result.buildSkipped === true,
     builtAt: created[created.length - 1],
     imageSize: run.result.imageSize ?? 0,
+    retention: run.result.retention,
     durationMs: Date.now() - started,
     warnings: ctx.warnings,
   };

@@ -125,8 +125,9 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     buildArgs,
     executor,
     clients: clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls),
-    harbor: options.scan?.enabled
-      ? harborClientFor({ registry: options.registry, credentials: await resolveCredentials(options.registry, options.auth), registryTls: options.registryTls, url: options.scan.harborUrl, basePath: options.scan.harborBasePath })
+    // The scan gate needs Harbor; input-tag retention uses Harbor's API when the registry is Harbor.
+    harbor: options.scan?.enabled || options.keepInputTags !== 0
+      ? harborClientFor({ registry: options.registry, credentials: await resolveCredentials(options.registry, options.auth), registryTls: options.registryTls, url: options.scan?.harborUrl, basePath: options.scan?.harborBasePath })
       : undefined,
     dryRun,
     controls,

@@ -392,6 +392,23 @@ export class RegistryClient {
   }
 
   /**
+   * DELETE a manifest by digest (the distribution API deletes by digest only, which removes every
+   * tag naming it). 'deleted' (202), 'missing' (404: already gone), or 'unsupported' when the
+   * registry refuses deletes (405, or its UNSUPPORTED error: distribution without
+   * storage.delete.enabled).
+   */
+  async deleteManifest(repository: string, digest: string): Promise<'deleted' | 'missing' | 'unsupported'> {
+    checkRepository(repository);
+    if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest (manifests are deleted by digest)`);
+    const what = `manifest ${repository}@${digest}`;
+    const response = await this.send('DELETE', `/v2/${repository}/manifests/${digest}`, { scope: `repository:${repository}:delete`, what });
+    if (response.status === 404) return 'missing';
+    if (response.status === 405 || registryErrorsOf(response.body).some((e) => e.code === 'UNSUPPORTED')) return 'unsupported';
+    this.expectOk(response);
+    return 'deleted';
+  }
+
+  /**
    * Registry-side re-tag: GET the source manifest and PUT the same bytes under `newTag`. No layer
    * is moved. changed=false when `newTag` already points at that digest.
    */

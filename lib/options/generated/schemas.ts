@@ -1089,6 +1089,9 @@ export const schemaDocuments = {
         ],
         "default": "auto"
       },
+      "keepInputTags": {
+        "$ref": "pipeline-options.schema.json#/properties/keepInputTags"
+      },
       "auth": {
         "$ref": "common.schema.json#/definitions/registryAuth"
       },
@@ -1328,6 +1331,13 @@ export const schemaDocuments = {
             "$ref": "harbor-options.schema.json#/properties/basePath"
           }
         }
+      },
+      "keepInputTags": {
+        "description": "Input tags (in-<digest>: one per content change of an image) kept per repository: after each publish the newest (by the image's creation time) are kept, counting the ones this run uses, and older ones are removed with their images, unless another tag or an image index still names the image. 0 keeps every input tag.",
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 1000,
+        "default": 5
       },
       "register": {
         "description": "Register each pushed image (after its digest was verified).",

@@ -590,6 +590,10 @@ export interface MultiArchBuildOptions {
    * Media type of the index: oci (application/vnd.oci.image.index.v1+json), docker (manifest list v2), or auto (docker when every platform manifest is a Docker v2 manifest, else oci).
    */
   indexMediaType?: 'auto' | 'oci' | 'docker';
+  /**
+   * Input tags (in-<digest>: one per content change of an image) kept per repository: after each publish the newest (by the image's creation time) are kept, counting the ones this run uses, and older ones are removed with their images, unless another tag or an image index still names the image. 0 keeps every input tag.
+   */
+  keepInputTags?: number;
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
   engine?: EngineOptions1;
@@ -744,6 +748,10 @@ export interface PipelineOptions {
   auth?: RegistryAuth;
   registryTls?: RegistryTls;
   scan?: ScanGateSettings;
+  /**
+   * Input tags (in-<digest>: one per content change of an image) kept per repository: after each publish the newest (by the image's creation time) are kept, counting the ones this run uses, and older ones are removed with their images, unless another tag or an image index still names the image. 0 keeps every input tag.
+   */
+  keepInputTags?: number;
   /**
    * Register each pushed image (after its digest was verified).
    */
