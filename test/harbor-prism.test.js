@@ -211,9 +211,23 @@ t.test('artifacts: get (plain, with scan overview, nested repository, by tag), s
   t.equal(seen[1].headers['x-accept-vulnerabilities'], 'application/vnd.security.vulnerability.report; version=1.1, application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0');
 });
 
+t.test('retention: list the artifacts of a repository, delete a tag, delete an artifact', async (t) => {
+  const from = recorder.exchanges.length;
+  const artifacts = await robot.listArtifacts('library', 'team/jupyter-ml-cpu');
+  t.ok(Array.isArray(artifacts));
+  t.type(await robot.deleteTag('library', 'team/jupyter-ml-cpu', DIGEST, `in-${'0'.repeat(32)}`), 'boolean');
+  t.type(await robot.deleteArtifact('library', 'jupyter-ml-cpu', DIGEST), 'boolean');
+  const seen = accepted(t, from, 'retention');
+  t.same(seen.map((x) => `${x.method} ${x.url}`), [
+    'GET /projects/library/repositories/team%252Fjupyter-ml-cpu/artifacts?page=1&page_size=100&with_tag=true',
+    `DELETE /projects/library/repositories/team%252Fjupyter-ml-cpu/artifacts/${DIGEST}/tags/in-${'0'.repeat(32)}`,
+    `DELETE /projects/library/repositories/jupyter-ml-cpu/artifacts/${DIGEST}`,
+  ]);
+});
+
 t.test('every public HarborClient method was exercised', async (t) => {
   const methods = Object.getOwnPropertyNames(HarborClient.prototype).filter((n) => n !== 'constructor');
-  t.same(methods.sort(), ['artifactTags', 'createProject', 'currentUser', 'getArtifact', 'getProject', 'health', 'ping', 'projectExists', 'projectSummary', 'scanArtifact'],
+  t.same(methods.sort(), ['artifactTags', 'createProject', 'currentUser', 'deleteArtifact', 'deleteTag', 'getArtifact', 'getProject', 'health', 'listArtifacts', 'ping', 'projectExists', 'projectSummary', 'scanArtifact'],
     'a new method needs a Prism check here');
   const fromClient = recorder.exchanges.filter((x) => !x.headers['x-test-probe']);
   t.ok(fromClient.length >= 15);
