@@ -34,7 +34,10 @@ export { fakeDigest };
  *  readOnly: [names]                        users whose POSTs get 403
  *  health: { name: errorText|null }         components; a string marks it unhealthy. Default: all healthy
  *  projects: { name: { public, quota: { hard, used } } }  default { library: public, no limit }
- *  artifacts: [{ project, repository, digest?, tags?, size?, scan?, previousScan? }]
+ *  artifacts: [{ project, repository, digest?, tags?, size?, scan?, previousScan?, created?, labels?, references?, pushTime? }]
+ *     created / labels: the image config's created time and Labels (Harbor's extra_attrs)
+ *     references: child digests (an index); Harbor refuses to delete an artifact an index references
+ *     tags: names, or { name, pushTime }
  *     scan: { outcome: 'Success'|'Error'|'Hang', counts: {Critical: n, ...}, fixable, pendingPolls, runningPolls, startDelayPolls }
  *     previousScan: { counts, fixable }     a finished report already shown before any trigger
  *  tls: { key, cert }                       serve HTTPS instead of HTTP
@@ -77,7 +80,10 @@ export async function startHarborStandin(options = {}) {
       repository: a.repository,
       digest,
       size: a.size ?? 12345678,
-      tags: (a.tags ?? ['latest']).map((name) => ({ id: nextId++, name, push_time: '2026-01-01T00:00:00.000Z', pull_time: '0001-01-01T00:00:00.000Z', immutable: false })),
+      tags: (a.tags ?? ['latest']).map((t) => ({ id: nextId++, name: typeof t === 'string' ? t : t.name, push_time: (typeof t === 'string' ? undefined : t.pushTime) ?? a.pushTime ?? '2026-01-01T00:00:00.000Z', pull_time: '0001-01-01T00:00:00.000Z', immutable: false })),
+      created: a.created,
+      labels: a.labels,
+      references: a.references ?? [],
       scanPlan: a.scan ?? { outcome: 'Success', counts: {} },
       previous: a.previousScan ? finishedReport(a.previousScan.counts ?? {}, a.previousScan.fixable ?? 0, 'Success') : undefined,
       run: undefined,
@@ -237,6 +243,56 @@ export async function startHarborStandin(options = {}) {
       return pushed ? addArtifact({ project: params.project, repository, digest: params.reference, tags: [], ...pushed }) : undefined;
     };
     const notFound = (params) => error(404, 'NOT_FOUND', `artifact ${params.project}/${params.repository}@${params.reference} not found`);
+
+    const artifactBody = (a) => ({
+      id: a.id,
+      type: 'IMAGE',
+      media_type: 'application/vnd.oci.image.config.v1+json',
+      manifest_media_type: a.references.length ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json',
+      project_id: state.projects.get(a.project)?.project_id ?? 0,
+      repository_name: `${a.project}/${a.repository}`,
+      digest: a.digest,
+      size: a.size,
+      push_time: '2026-01-01T00:00:00.000Z',
+      references: a.references.map((child) => ({ parent_id: a.id, child_id: [...state.artifacts.values()].find((c) => c.digest === child)?.id ?? 0, child_digest: child })),
+      extra_attrs: a.references.length ? {} : { architecture: 'amd64', os: 'linux', created: a.created ?? '2026-01-01T00:00:00Z', config: { Labels: a.labels ?? null } },
+    });
+    // The repository segment of an artifact path holds one level of encoding still (a%2Fb).
+    const repositoryOf = (params) => {
+      try {
+        return decodeURIComponent(params.repository);
+      } catch {
+        return undefined;
+      }
+    };
+    if (m === 'GET' && (p = route('projects/{project}/repositories/{repository}/artifacts'))) {
+      const repository = repositoryOf(p);
+      const all = [...state.artifacts.values()].filter((a) => a.project === p.project && a.repository === repository);
+      if (!state.projects.has(p.project) || all.length === 0) return error(404, 'NOT_FOUND', `repository ${p.project}/${repository} not found`);
+      const page = Number(query.get('page') ?? 1);
+      const size = Number(query.get('page_size') ?? 10);
+      const withTag = query.get('with_tag') !== 'false';
+      const slice = all.slice((page - 1) * size, page * size).map((a) => ({ ...artifactBody(a), ...(withTag ? { tags: a.tags.map((t) => ({ ...t, repository_id: 1, artifact_id: a.id })) } : {}) }));
+      return send(200, slice, { 'X-Total-Count': String(all.length) });
+    }
+    if (m === 'DELETE' && (p = artifactRoute(''))) {
+      const a = findArtifact(p);
+      if (!a) return notFound(p);
+      if (readOnly.has(user)) return error(403, 'FORBIDDEN', `user ${user} has no permission to delete artifacts`);
+      const parent = [...state.artifacts.values()].find((x) => x !== a && x.project === a.project && x.repository === a.repository && x.references.includes(a.digest));
+      if (parent) return error(412, 'VIOLATE_FOREIGN_KEY_CONSTRAINT', `the deleting artifact is referenced by ${parent.digest}`);
+      state.artifacts.delete(`${a.project}/${a.repository}@${a.digest}`);
+      return send(200, undefined);
+    }
+    if (m === 'DELETE' && (p = artifactRoute('/tags/{tag}'))) {
+      const a = findArtifact(p);
+      if (!a) return notFound(p);
+      if (readOnly.has(user)) return error(403, 'FORBIDDEN', `user ${user} has no permission to delete tags`);
+      const i = a.tags.findIndex((t) => t.name === p.tag);
+      if (i < 0) return error(404, 'NOT_FOUND', `tag ${p.tag} not found on ${a.digest}`);
+      a.tags.splice(i, 1);
+      return send(200, undefined);
+    }
 
     if (m === 'GET' && (p = artifactRoute(''))) {
       const a = findArtifact(p);
