@@ -13,6 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import Docker from 'dockerode';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
+import { buildMultiArchImage } from '../dist/lib/pipeline/multiarch.js';
+import { assembleImageIndex } from '../dist/lib/publish/index.js';
+import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { startPrivateRegistry } from './helpers/private-registry.js';
@@ -192,4 +195,46 @@ t.test('a registry that refuses deletes: a warning, the image is done, nothing r
   t.ok(second.warnings.some((w) => /refuses deletes/.test(w)), 'and so do the run warnings');
   t.same(image.retention.removedTags, [], 'nothing counted as removed');
   t.equal((await client.listTags(fx.repository)).filter(isInputTag).length, 2, 'both input tags are still there');
+});
+
+t.test('multi-architecture: an index a tag names keeps its platform images; images of indexes no tag names any more go', async (t) => {
+  const registry = await startPrivateRegistry({ deleteEnabled: true });
+  t.teardown(() => registry.close());
+  const client = new RegistryClient({ registry: registry.host });
+  t.ok(env.arm64, 'the arm64 busybox of test/env is there');
+  // A multi-platform base in this registry: test/env's busybox for amd64 and arm64, joined in an index.
+  const stream = await docker.pull(env.busyboxArm64Image, { platform: 'linux/arm64' });
+  await new Promise((resolve, reject) => docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve())));
+  const base = [];
+  for (const [source, arch] of [[env.busyboxImage, 'amd64'], [env.busyboxArm64Image, 'arm64']]) {
+    await docker.getImage(source).tag({ repo: `${registry.host}/library/bb`, tag: arch });
+    base.push((await pushImage({ tags: [`${registry.host}/library/bb:${arch}`], engine })).digest);
+  }
+  await assembleImageIndex({ tags: [`${registry.host}/library/bb:multi`], manifests: base, platforms: ['linux/amd64', 'linux/arm64'] });
+  const context = tmp(t, 'tk-retention-multi-');
+  writeFileSync(path.join(context, 'Dockerfile'), 'ARG HARBOR_REGISTRY\nFROM ${HARBOR_REGISTRY}/library/bb:multi\nCOPY data.txt /data.txt\n');
+  const repository = `library/${uniqueName('retm')}`;
+  const options = { context, tags: [`${registry.host}/${repository}:latest`], platforms: ['linux/amd64', 'linux/arm64'], buildArgs: { HARBOR_REGISTRY: registry.host }, engine, keepInputTags: 2 };
+  const runs = [];
+  for (let i = 1; i <= 3; i++) {
+    writeFileSync(path.join(context, 'data.txt'), `change ${i}\n`);
+    const result = await buildMultiArchImage(options);
+    runs.push({ index: result.index.digest, platforms: result.platforms.map((p) => p.digest), inputTags: result.platforms.map((p) => p.inputTag.split(':').pop()), retention: result.retention });
+    if (i === 1) await client.retag(repository, result.index.digest, 'v1');
+  }
+  const [first, second, third] = runs;
+  t.same(second.retention.removedTags, [], 'change 2: the first build\'s platform images are in v1\'s index: nothing removed');
+  t.same([...second.retention.inUse].sort(), [...first.inputTags].sort(), 'change 2: their input tags stay, reported in use');
+  t.same([...third.retention.removedDigests].sort(), [...second.platforms].sort(), 'change 3: the platform images of the second build go (no tag names their index any more)');
+  t.same([...third.retention.removedTags].sort(), [...second.inputTags].sort());
+  const tags = await tagMap(client, repository);
+  t.same(Object.keys(tags).filter(isInputTag).sort(), [...first.inputTags, ...third.inputTags].sort(), 'left: this run\'s input tags and the ones v1\'s images still need');
+  t.equal(tags.v1, first.index, 'v1 names the first index');
+  for (const d of first.platforms) t.ok(await client.headManifest(repository, d), `v1's platform image ${d.slice(0, 19)} is there`);
+  for (const d of second.platforms) t.equal(await client.headManifest(repository, d), undefined, `${d.slice(0, 19)} is deleted`);
+  t.equal(tags['latest-linux-arm64'], third.platforms[1], 'the per-arch tag names this run\'s arm64 image');
+  const latest = await pullFresh(`${registry.host}/${repository}:latest`);
+  t.ok(latest.RepoDigests.some((d) => d.endsWith(`@${third.index}`)), 'latest pulls');
+  const v1 = await pullFresh(`${registry.host}/${repository}:v1`);
+  t.ok(v1.RepoDigests.some((d) => d.endsWith(`@${first.index}`)), 'v1 pulls');
 });
