@@ -37,6 +37,7 @@ export { pushImage, runPush, type PushResult, type TagPushResult } from './engin
 export { resolveCredentials } from './registry/connect.js';
 export { assembleImageIndex, type ImageIndexResult } from './publish/index.js';
 export { moveTags, type TagMove } from './publish/tags.js';
+export { retainInputTags, planRetention, isInputTag, type RetentionResult, type RetentionPlan, type RepositoryInventory } from './publish/retention.js';
 export { registerImage, registrationEntry, type RegisterResult, type RegisterTarget, type RegisterOutcome, type RegisterEvent, type RegisterControls } from './register/register.js';
 
 // The image set and its checks.
