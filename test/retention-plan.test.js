@@ -127,7 +127,7 @@ t.test('Harbor: stale tags deleted alone where the image is in use, else the art
   t.equal(check.harbor, true, "Harbor's API was used");
   const real = await retainInputTags(target, options);
   t.same(check, real, 'check mode predicts the real run exactly');
-  t.same(real.kept, [inTag(5), inTag(4)], 'kept: this run, then the newest (image 2 is dated by its label, not its config time)');
+  t.same(real.kept, [inTag(4), inTag(5)], 'kept: this run and the newest (image 2 is dated by its label, not its config time)');
   t.same(real.removedDigests.sort(), [img(2), img(3)].sort(), 'artifacts nothing else names are deleted');
   t.same(real.removedTags, [inTag(1), inTag(2), inTag(3), inTag(6), inTag(7)].sort(), 'every stale input tag goes');
   t.equal(real.warning, undefined);

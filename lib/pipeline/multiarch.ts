@@ -14,6 +14,8 @@ import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
 import { sameRepository, type ImageIndexResult, type IndexMediaTypeChoice } from '../publish/index.js';
 import { ImageRun, type RunContext } from './image.js';
+import { harborClientFor } from '../harbor/connect.js';
+import { resolveCredentials } from '../registry/connect.js';
 import type { RetentionResult } from '../publish/retention.js';
 import { runJobs } from './pipeline.js';
 import type { MultiArchBuildOptions, PipelineOptions } from '../options/generated/types.js';
@@ -87,6 +89,8 @@ export async function buildMultiArchImage(options: MultiArchBuildOptions, contro
     buildArgs: valid.buildArgs ?? {},
     executor,
     clients: clientsFor(valid, controls),
+    // Input-tag retention uses Harbor's API when the registry is Harbor.
+    harbor: valid.keepInputTags === 0 ? undefined : harborClientFor({ registry: first.registry, credentials: await resolveCredentials(first.registry, valid.auth), registryTls: valid.registryTls }),
     dryRun: false,
     controls,
     warnings: [],

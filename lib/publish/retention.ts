@@ -111,9 +111,9 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
 }
 
 /** The inventory through the OCI distribution API: the tag list, a HEAD per tag, the indexes' platforms, the input tags' image configs. */
-export async function registryInventory(client: RegistryClient, repository: string): Promise<RepositoryInventory> {
+export async function registryInventory(client: RegistryClient, repository: string, names?: string[]): Promise<RepositoryInventory> {
   const inventory: RepositoryInventory = { tags: new Map(), indexes: new Map(), pinned: new Set(), created: new Map() };
-  const names = await client.listTags(repository);
+  names ??= await client.listTags(repository);
   const heads = await mapLimit(names, 8, (tag) => client.headManifest(repository, tag));
   const indexDigests = new Set<string>();
   const imageDigests = new Set<string>();
@@ -173,7 +173,7 @@ export interface RetentionResult {
   removedTags: string[];
   /** Images deleted (check mode: that would be): manifests, or Harbor artifacts. */
   removedDigests: string[];
-  /** Input tags kept. */
+  /** Input tags kept (sorted by name). */
   kept: string[];
   /** Stale input tags left because their image is still in use and the registry deletes by digest only. */
   inUse?: string[];
@@ -216,9 +216,18 @@ export async function retainInputTags(
   const harborRepository = rest.join('/');
   const where = `${client.registry}/${repository}`;
   try {
-    const inventory = harbor ? await harborInventory(harbor, project as string, harborRepository, controls) : await registryInventory(client, repository);
+    let inventory: RepositoryInventory;
+    if (harbor) {
+      inventory = await harborInventory(harbor, project as string, harborRepository, controls);
+    } else {
+      // The usual case costs one request: no more input tags than kept, so nothing to rank.
+      const names = await client.listTags(repository);
+      const inputTags = new Set([...names.filter(isInputTag), ...options.current]);
+      if (inputTags.size <= options.keep) return { ...result, kept: [...inputTags].sort() };
+      inventory = await registryInventory(client, repository, names);
+    }
     const plan = planRetention(inventory, options);
-    result.kept = plan.kept;
+    result.kept = [...plan.kept].sort();
     if (!harbor && plan.untags.length > 0) result.inUse = plan.untags.map((u) => u.tag);
     for (const { digest, tags } of plan.deletes) {
       if (!options.dryRun) {
