@@ -1719,15 +1719,27 @@ export const schemaDocuments = {
             "status": {
               "const": "Success"
             }
-          }
+          },
+          "required": [
+            "status"
+          ]
         },
         "then": {
+          "properties": {
+            "critical": true,
+            "high": true,
+            "medium": true,
+            "low": true
+          },
           "required": [
             "critical",
             "high",
             "medium",
             "low"
-          ]
+          ],
+          "errorMessage": {
+            "required": "a finished scan (status Success) needs its counts: critical, high, medium and low"
+          }
         },
         "errorMessage": {
           "required": {
