@@ -375,3 +375,52 @@ t.test('an image not scanned, or whose scan failed, says so instead of showing z
   t.equal(bad.code, 'ERR_INVALID_OPTIONS');
   t.match(bad.message, /a finished scan \(status Success\) needs its counts/);
 });
+
+t.test("vulnerability counts land in each target's entry", async (t) => {
+  const env = await cluster(t);
+  const counts = { critical: 0, high: 2, medium: 5, low: 7 };
+  const dir = env.dir;
+  const base = (target, over = {}) => ({ ...options(env, 'img-v'), target, configmap: undefined, kubernetes: undefined, controlUrl: undefined, token: undefined, ...over });
+
+  const catalogPath = path.join(dir, 'catalog.json');
+  await registerImage(base('catalog', { catalogPath }));
+  const cataloged = JSON.parse(readFileSync(catalogPath, 'utf8')).images['img-v'];
+  t.same(cataloged.vulnerabilities, counts, 'catalog');
+  t.equal(cataloged.scan_status, 'Success');
+  t.equal(cataloged.scanner, 'Trivy 0.50.1');
+
+  const api = await startControlStandin();
+  t.teardown(() => api.close());
+  await registerImage(base('api', { controlUrl: api.baseUrl, token: api.token }));
+  t.same(api.images.get('img-v').vulnerabilities, counts, 'api record (accepted by the contract)');
+  t.equal(api.images.get('img-v').scan_status, 'Success');
+
+  const file = path.join(dir, 'cm.json');
+  await registerImage(base('configmap', { configmap: { outputPath: file } }));
+  const entry = JSON.parse(JSON.parse(readFileSync(file, 'utf8')).data['manifest.json']).images[0];
+  t.same(entry.metadata.vulnerabilities, counts, 'ConfigMap file: the manifest entry metadata');
+  t.equal(entry.metadata.scan_status, 'Success');
+
+  await registerImage(options(env, 'img-v'));
+  t.same(env.control.rows.get('harbor.example.com/library/img-v:latest').metadata.vulnerabilities, counts, 'ConfigMap in the cluster: thinkube-control lists them');
+
+  // Not scanned: no counts anywhere, the status instead.
+  await registerImage(base('catalog', { catalogPath, scan: undefined }));
+  const unscanned = JSON.parse(readFileSync(catalogPath, 'utf8')).images['img-v'];
+  t.equal(unscanned.scan_status, 'not-scanned');
+  t.notOk('vulnerabilities' in unscanned);
+  await registerImage(base('api', { controlUrl: api.baseUrl, token: api.token, scan: { status: 'Error' } }));
+  t.equal(api.images.get('img-v').scan_status, 'Error');
+  t.equal(api.images.get('img-v').vulnerabilities, undefined);
+});
+
+t.test("the file mode checks every entry too: another writer's bad entry is named, the file kept", async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'cm.json');
+  const text = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: CM, namespace: NS, labels: { 'thinkube.io/image-manifest': 'true', 'thinkube.io/category': 'user' } }, data: { 'manifest.json': JSON.stringify({ manifest_version: '1.0', images: [{ ...installerEntry('python'), mirror_date: 'yesterday' }] }) } });
+  writeFileSync(file, text);
+  const error = await rejection(registerImage({ ...options({ control: {}, kubeconfig: '' }, 'img-a'), configmap: { outputPath: file }, kubernetes: undefined, controlUrl: undefined, token: undefined }));
+  t.equal(error.code, 'ERR_MANIFEST_INVALID');
+  t.match(error.message, /\(python\)\.mirror_date must be an ISO date/);
+  t.equal(readFileSync(file, 'utf8'), text, 'the file is unchanged');
+});
