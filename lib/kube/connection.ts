@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ApiException, KubeConfig, type ApiType, type ApiConstructor, Observable, type ConfigurationOptions, type ObservableMiddleware } from '@kubernetes/client-node';
 import { ThinkubeImageError } from '../core/errors.js';
 import { Redactor } from '../core/redact.js';
+import { schemaDefault } from '../options/defaults.js';
 import type { KubeConnection as KubeConnectionOptions } from '../options/generated/types.js';
 
 export type { KubeConnectionOptions };
@@ -92,7 +93,7 @@ export class KubeConnection {
    */
   static load(options: KubeConnectionOptions = {}, where: KubeLoadEnvironment = {}): KubeConnection {
     const env = where.env ?? process.env;
-    const timeoutSeconds = options.timeoutSeconds ?? 30;
+    const timeoutSeconds = options.timeoutSeconds ?? schemaDefault('common.schema.json', 'definitions/kubeConnection/properties/timeoutSeconds');
     const config = new KubeConfig();
     let source: string;
     const fromFiles = (files: string[], label: string): void => {

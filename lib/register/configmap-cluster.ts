@@ -128,7 +128,8 @@ export async function registerConfigMapCluster(entry: ManifestImage, options: Cl
   });
   /** A warning outcome; with `required` a failure. */
   const notHeld = (outcome: ClusterOutcome, changed: boolean, message: string, hint: string, cause?: unknown): ClusterRegistration => {
-    if (control.required && !dryRun) {
+    // Check mode reaches this only for what the real run would meet too (no controlUrl, the list unreadable).
+    if (control.required) {
       throw new ThinkubeImageError('ERR_REGISTRATION_NOT_VISIBLE', `${message} (outcome ${outcome})`, { hint, cause, details: { outcome, namespace: target.namespace, name: target.name, image: entry.name } });
     }
     warnings.push(`${message}. ${hint}`);
