@@ -191,9 +191,13 @@ t.test('with a kubeconfig: the ConfigMap is written through the Kubernetes API a
   t.same(manifest.images.find((i) => i.name === 'python'), other, "the other writer's entry is still there, unchanged");
   t.ok(control.rows.has(`${env.registryAuth}/library/python:3.12-slim`), 'and thinkube-control lists it too');
 
-  // Again: nothing to do, nothing written, no sync.
+  // Again: nothing to do, nothing written, no sync; check mode predicts exactly that first.
   const writes = kube.requests.filter((r) => r.method !== 'GET').length;
   const syncs = control.requests.filter((r) => r.method === 'POST').length;
+  const check = await runPlaybook({ extraVars: vars, args: ['--check'] });
+  t.equal(check.code, 0, `check run succeeds:\n${check.output.slice(-3000)}`);
+  t.equal(recap(check.output)?.changed, 0, 'check mode predicts changed=0');
+  for (const name of names) t.match(check.output, new RegExp(`${name}: planned, changed=false, .*registration unchanged`));
   const second = await runPlaybook({ extraVars: vars });
   t.equal(second.code, 0, `second run succeeds:\n${second.output.slice(-3000)}`);
   t.equal(recap(second.output)?.changed, 0, 'second run: changed=0');
