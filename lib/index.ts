@@ -53,4 +53,6 @@ export { parseReference, formatReference, withDefaultTag, isValidTag, isValidDig
 export { loadDockerCredentials, dockerConfigPath, type RegistryCredentials } from './registry/docker-config.js';
 export { HarborClient, type HarborArtifact, type HarborHealth, type HarborIdentity, type HarborProject } from './harbor/client.js';
 export { scanGate, scanGateError, type ScanGateOptions, type ScanGateResult, type SeverityCounts, type MaxSeverity } from './harbor/scan-gate.js';
-export { ControlClient, type ControlClientOptions } from './register/control-client.js';
+export { ControlClient, controlApiRoot, type ControlClientOptions } from './register/control-client.js';
+export { KubeConnection, type KubeOperation, type KubeStatus } from './kube/connection.js';
+export { ConfigMapClient, type ConfigMapRef, type ModifyResult } from './kube/configmaps.js';

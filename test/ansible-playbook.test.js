@@ -141,3 +141,67 @@ t.test('second playbook run reports no changes', async (t) => {
   const log = readFileSync(env.registryAuthLog).subarray(offset).toString('utf8');
   t.notOk(log.split('\n').some((line) => line.includes(`/v2/library/${prefix}-`) && line.includes('/blobs/uploads')), 'no blob upload reached the registry during the second run');
 });
+
+t.test('with a kubeconfig: the ConfigMap is written through the Kubernetes API and synced; thinkube-control lists both images with metadata and vulnerability counts, and the entries another writer had there stay', async (t) => {
+  const { startKubeStandin } = await import('./helpers/kube-standin.js');
+  const { startHarborStandin } = await import('./helpers/harbor-standin.js');
+  const kube = await startKubeStandin();
+  const control = await startControlStandin({ kube: { url: kube.url, token: kube.adminToken, ca: kube.ca } });
+  const harbor = await startHarborStandin({ users: { [env.registryUser]: env.registryPassword }, pushed: () => ({ scan: { outcome: 'Success', counts: { High: 1, Low: 3 } } }) });
+  t.teardown(async () => {
+    await control.close();
+    await kube.close();
+    await harbor.close();
+  });
+  // Another writer (Thinkube's installer, another operator) registered an image there before.
+  const other = { name: 'python', registry: env.registryAuth, repository: 'library/python', tag: '3.12-slim', source_url: 'docker.io/library/python:3.12-slim', destination_url: `${env.registryAuth}/library/python:3.12-slim`, description: 'Mirrored Python', category: 'user', source: 'mirrored', protected: true, mirror_date: '2025-01-01T00:00:00Z', metadata: { purpose: 'base' } };
+  kube.put('configmaps', {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'thinkube-custom-images-jupyter', namespace: 'thinkube-control', labels: { 'thinkube.io/image-manifest': 'true', 'thinkube.io/category': 'user' } },
+    data: { 'manifest.json': JSON.stringify({ manifest_version: '1.0', images: [other] }) },
+  });
+  const prefix = uniqueName('pbk');
+  const dir = imagesDir(prefix);
+  const kubeconfig = kube.kubeconfig(mkdtempSync(path.join(os.tmpdir(), 'tk-kubeconfig-')));
+  const names = [`${prefix}-base`, `${prefix}-child`];
+  const vars = { ...baseVars(control, dir), thinkube_control_url: control.baseUrl, kubeconfig, images: names, scan_images: true, harbor_url: harbor.url };
+  const run = await runPlaybook({ extraVars: vars, args: ['-v'] });
+  if (!t.equal(run.code, 0, 'playbook succeeds')) t.comment(run.output.slice(-4000));
+  t.notOk(run.output.includes(control.token), 'thinkube-control token never printed');
+  t.notOk(run.output.includes(kube.adminToken), 'the kubeconfig token never printed');
+  for (const name of names) t.match(run.output, new RegExp(`${name}: done sha256:[0-9a-f]{64}, changed=true, scan: 0 critical, 1 high, 0 medium, 3 low, 0 unknown \\(4 total\\) - built .*registration created`), `${name}: registration created (thinkube-control lists it)`);
+  t.notOk(kube.requests.some((r) => r.user !== 'admin'), 'every Kubernetes call authenticated with the kubeconfig');
+
+  // Read back the way thinkube-control's UI does.
+  const answer = await fetch(`${control.baseUrl}/api/v1/harbor/images?search=${prefix}`, { headers: { authorization: `Bearer ${control.token}` } });
+  const listed = await answer.json();
+  t.equal(listed.total, 2, 'thinkube-control lists both images');
+  for (const name of names) {
+    const row = listed.images.find((r) => r.name === name);
+    t.ok(row, `${name} listed`);
+    t.equal(row?.destination_url, `${env.registryAuth}/library/${name}:latest`);
+    t.equal(row?.metadata.purpose, 'jupyter', `${name}: metadata`);
+    t.equal(row?.metadata.display_name, `Test ${name}`);
+    t.match(row?.metadata.digest, /^sha256:[0-9a-f]{64}$/);
+    t.same(row?.metadata.vulnerabilities, { critical: 0, high: 1, medium: 0, low: 3 }, `${name}: vulnerability counts`);
+    t.equal(row?.metadata.scan_status, 'Success');
+  }
+  const manifest = JSON.parse(kube.get('configmaps', 'thinkube-control', 'thinkube-custom-images-jupyter').data['manifest.json']);
+  t.same(manifest.images.find((i) => i.name === 'python'), other, "the other writer's entry is still there, unchanged");
+  t.ok(control.rows.has(`${env.registryAuth}/library/python:3.12-slim`), 'and thinkube-control lists it too');
+
+  // Again: nothing to do, nothing written, no sync; check mode predicts exactly that first.
+  const writes = kube.requests.filter((r) => r.method !== 'GET').length;
+  const syncs = control.requests.filter((r) => r.method === 'POST').length;
+  const check = await runPlaybook({ extraVars: vars, args: ['--check'] });
+  t.equal(check.code, 0, `check run succeeds:\n${check.output.slice(-3000)}`);
+  t.equal(recap(check.output)?.changed, 0, 'check mode predicts changed=0');
+  for (const name of names) t.match(check.output, new RegExp(`${name}: planned, changed=false, .*registration unchanged`));
+  const second = await runPlaybook({ extraVars: vars });
+  t.equal(second.code, 0, `second run succeeds:\n${second.output.slice(-3000)}`);
+  t.equal(recap(second.output)?.changed, 0, 'second run: changed=0');
+  for (const name of names) t.match(second.output, new RegExp(`${name}: done sha256:[0-9a-f]{64}, changed=false, scan: .* - .*registration unchanged`));
+  t.equal(kube.requests.filter((r) => r.method !== 'GET').length, writes, 'no ConfigMap write');
+  t.equal(control.requests.filter((r) => r.method === 'POST').length, syncs, 'no sync');
+});

@@ -61,9 +61,37 @@ t.test('findings below the gate: every image is scanned after its push, register
     t.match(image.scan.counts, { critical: 0, high: 2, medium: 0, low: 1 }, `${image.name}: counts by severity`);
     const artifact = [...standin.state.artifacts.values()].find((a) => a.repository === image.name);
     t.equal(artifact?.digest, image.digest, `${image.name}: Harbor scanned the pushed digest`);
-    t.ok(JSON.parse(readFileSync(catalogPath, 'utf8')).images[image.name], `${image.name}: registered after the gate`);
+    const registered = JSON.parse(readFileSync(catalogPath, 'utf8')).images[image.name];
+    t.ok(registered, `${image.name}: registered after the gate`);
+    t.same(registered.vulnerabilities, { critical: 0, high: 2, medium: 0, low: 1 }, `${image.name}: the counts are in the registered entry`);
+    t.equal(registered.scan_status, 'Success');
   }
   t.equal(scans(standin), 2, 'one scan per image');
+
+  // Check mode afterwards predicts the registration from Harbor's last scan (read, not started): nothing changes.
+  const requestsBefore = scans(standin);
+  const check = await runPipeline(options(dir, standin, catalogPath, { maxSeverity: 'critical' }), { checkMode: true });
+  for (const image of check.images) {
+    t.equal(image.changed, false, `${image.name}: check mode predicts no change`);
+    t.equal(image.registration.outcome, 'unchanged');
+  }
+  t.equal(scans(standin), requestsBefore, 'check mode started no scan');
+  const again = await runPipeline(options(dir, standin, catalogPath, { maxSeverity: 'critical' }));
+  for (const image of again.images) t.equal(image.changed, false, `${image.name}: and the real run changes nothing`);
+});
+
+t.test('without the gate the entry says not scanned, not zeros', async (t) => {
+  const p = uniqueName('scanoff');
+  const dir = imagesDir(t, p);
+  const standin = await harbor(t, () => ({ outcome: 'Success', counts: {} }));
+  const catalogPath = path.join(dir, 'catalog.json');
+  const result = await runPipeline({ ...options(dir, standin, catalogPath), scan: { enabled: false } });
+  t.equal(result.failed, false);
+  for (const image of result.images) {
+    const registered = JSON.parse(readFileSync(catalogPath, 'utf8')).images[image.name];
+    t.equal(registered.scan_status, 'not-scanned');
+    t.notOk('vulnerabilities' in registered, `${image.name}: no counts`);
+  }
 });
 
 t.test('a critical finding fails the image before registration; its dependant is skipped', async (t) => {

@@ -7,7 +7,7 @@ t.test('the functions the README and the module docs name are exported', async (
   for (const name of ['buildImage', 'pushImage', 'registerImage', 'runPipeline', 'buildMultiArchImage', 'runPreflight', 'lintImages', 'loadCatalog', 'order', 'scanGate', 'assembleImageIndex', 'validate']) {
     t.equal(typeof api[name], 'function', name);
   }
-  for (const name of ['RegistryClient', 'HarborClient', 'ControlClient', 'EnginePool', 'EnginesExecutor', 'ThinkubeImageError', 'ValidationError', 'BuildError']) {
+  for (const name of ['RegistryClient', 'HarborClient', 'ControlClient', 'KubeConnection', 'ConfigMapClient', 'EnginePool', 'EnginesExecutor', 'ThinkubeImageError', 'ValidationError', 'BuildError']) {
     t.equal(typeof api[name], 'function', `${name} (class)`);
   }
 });

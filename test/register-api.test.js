@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { registerImage, registrationEntry } from '../dist/lib/register/register.js';
-import { imagesUrl } from '../dist/lib/register/control-client.js';
+import { controlApiRoot, harborSyncUrl, imagesUrl } from '../dist/lib/register/control-client.js';
 import { startControlStandin } from './helpers/control-standin.js';
 
 delete process.env.THINKUBE_CONTROL_TOKEN; // the tests say exactly which token is used
@@ -93,16 +93,34 @@ t.test('create, unchanged re-run, update, keyed by name', async (t) => {
   t.equal(updated.diff.after.digest, digest('b'));
 });
 
-t.test('controlUrl with or without trailing slash gives <controlUrl>/v1/images', async (t) => {
-  t.equal(imagesUrl('https://control.example.com/api'), 'https://control.example.com/api/v1/images');
-  t.equal(imagesUrl('https://control.example.com/api/'), 'https://control.example.com/api/v1/images');
+t.test('controlUrl as people write it: the base URL, or ending in /api or /api/v1, with or without a trailing slash', async (t) => {
+  const forms = {
+    'https://control.example.com': 'https://control.example.com/api/v1',
+    'https://control.example.com/': 'https://control.example.com/api/v1',
+    'https://control.example.com/api': 'https://control.example.com/api/v1',
+    'https://control.example.com/api/': 'https://control.example.com/api/v1',
+    'https://control.example.com/api/v1': 'https://control.example.com/api/v1',
+    'https://control.example.com/api/v1/': 'https://control.example.com/api/v1',
+    'http://backend.thinkube-control:8000': 'http://backend.thinkube-control:8000/api/v1',
+    'http://backend.thinkube-control.svc.cluster.local:8000/api': 'http://backend.thinkube-control.svc.cluster.local:8000/api/v1',
+  };
+  for (const [given, root] of Object.entries(forms)) {
+    t.equal(controlApiRoot(given), root, given);
+    t.equal(imagesUrl(given), `${root}/images`, `${given}: the registration endpoint`);
+    t.equal(harborSyncUrl(given), `${root}/harbor/images/sync`, `${given}: the sync endpoint`);
+  }
   const control = await standin(t);
-  const result = await registerImage(options(control, { controlUrl: `${control.url}/` }));
-  t.equal(result.outcome, 'created');
-  t.equal(control.requests.at(-1).path, '/api/v1/images');
+  // Each form against the stand-in: every one reaches /api/v1/images.
+  for (const [i, controlUrl] of [control.baseUrl, `${control.baseUrl}/`, control.url, `${control.url}/`, `${control.url}/v1`, `${control.url}/v1/`].entries()) {
+    control.reset();
+    const result = await registerImage(options(control, { controlUrl, reference: { ...options(control).reference, tag: `v${i}` } }));
+    t.equal(result.outcome, 'created', `${controlUrl}: registered`);
+    t.equal(control.requests.at(-1).path, '/api/v1/images', `${controlUrl}: reached /api/v1/images`);
+    t.ok(control.images.has('jupyter-ml-cpu'), `${controlUrl}: stored`);
+  }
   const bad = await rejection(registerImage(options(control, { controlUrl: `${control.url}/v1/images` })));
   t.equal(bad.code, 'ERR_INVALID_OPTIONS');
-  t.match(bad.message, /controlUrl: .*\/v1\/images is appended/);
+  t.match(bad.message, /controlUrl: .*leave \/images out/);
   const none = await rejection(registerImage(options(control, { controlUrl: undefined })));
   t.match(none.message, /controlUrl: is required/);
 });

@@ -26,7 +26,14 @@ export type ErrorCode =
   | 'ERR_TIMEOUT'
   | 'ERR_SCAN_GATE'
   | 'ERR_QUOTA_EXCEEDED'
-  | 'ERR_PLATFORM_MISMATCH';
+  | 'ERR_PLATFORM_MISMATCH'
+  | 'ERR_KUBE_CONFIG'
+  | 'ERR_KUBE_UNREACHABLE'
+  | 'ERR_KUBE_AUTH'
+  | 'ERR_KUBE_FORBIDDEN'
+  | 'ERR_KUBE'
+  | 'ERR_MANIFEST_INVALID'
+  | 'ERR_REGISTRATION_NOT_VISIBLE';
 
 export interface ErrorDetails {
   [key: string]: unknown;

@@ -289,8 +289,25 @@ function finish(
     if (report?.severity) result.severity = report.severity;
   }
   if (report?.report_id) result.reportId = report.report_id;
-  if (report?.scanner?.name) result.scanner = [report.scanner.name, report.scanner.version].filter(Boolean).join(' ');
+  const scanner = scannerName(report);
+  if (scanner) result.scanner = scanner;
   return result;
+}
+
+/** "Trivy 0.50.1" from a report summary, or undefined. */
+function scannerName(report: HarborNativeReportSummary | undefined): string | undefined {
+  return report?.scanner?.name ? [report.scanner.name, report.scanner.version].filter(Boolean).join(' ') : undefined;
+}
+
+/**
+ * The last finished scan Harbor holds for a digest, without starting one (a read: check mode uses
+ * it to predict what the real run registers). Undefined when there is none that succeeded.
+ */
+export async function lastScan(client: HarborClient, artifact: { project: string; repository: string; digest: string }, signal?: AbortSignal): Promise<{ counts: SeverityCounts; scanner?: string } | undefined> {
+  const report = pickScanReport((await client.getArtifact(artifact.project, artifact.repository, artifact.digest, { withScanOverview: true, withTag: false }, { signal })).scan_overview);
+  if (report?.scan_status !== 'Success') return undefined;
+  const scanner = scannerName(report);
+  return { counts: severityCounts(report), ...(scanner ? { scanner } : {}) };
 }
 
 /** The error a pipeline throws for a failed gate (code ERR_SCAN_GATE), details carrying the result. */

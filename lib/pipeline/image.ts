@@ -16,7 +16,7 @@ import { moveTags, type TagMove } from '../publish/tags.js';
 import { describeImageManifest, putImageIndex, type ImageIndexResult, type IndexEntry, type IndexMediaTypeChoice } from '../publish/index.js';
 import { retainInputTags, type PublishedTags, type RetentionResult } from '../publish/retention.js';
 import type { RegistryClient } from '../registry/client.js';
-import { scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
+import { lastScan, scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
 import type { HarborClient } from '../harbor/client.js';
 import { registerImage, type RegisterOutcome } from '../register/register.js';
 import { lockImage } from './image-lock.js';
@@ -44,6 +44,8 @@ export interface ImageScanResult {
   counts?: SeverityCounts;
   summary: string;
   maxSeverity?: string;
+  /** e.g. Trivy 0.50.1. */
+  scanner?: string;
 }
 
 export interface ImageRegistration {
@@ -389,7 +391,7 @@ export class ImageRun {
       { project: this.#repository.split('/')[0] as string, repository: this.#repository.split('/').slice(1).join('/'), digest, maxSeverity: gate.maxSeverity, timeoutSeconds: gate.timeoutSeconds },
       { signal: controls.signal, onEvent: (event) => event.type === 'scan-status' && emit(controls, { type: 'info', message: `${this.job.name}: Harbor scan ${event.status}` }) },
     );
-    this.result.scan = { status: result.status, passed: result.passed, counts: result.counts, summary: result.summary, maxSeverity: result.maxSeverity };
+    this.result.scan = { status: result.status, passed: result.passed, counts: result.counts, summary: result.summary, maxSeverity: result.maxSeverity, ...(result.scanner ? { scanner: result.scanner } : {}) };
     if (!result.passed) throw scanGateError(result);
     emit(controls, { type: 'info', message: `${this.job.name}: ${result.message}` });
     return this.result.scan;
@@ -405,6 +407,7 @@ export class ImageRun {
     const builtAt = (created[created.length - 1] ?? new Date().toISOString()).replace(/\.\d+Z$/, 'Z');
     const registerOptions: RegisterOptions = {
       ...(options.registration ?? {}),
+      scan: await this.#registrationScan(digest),
       image: this.job.metadata,
       reference: {
         registry: options.registry,
@@ -420,6 +423,35 @@ export class ImageRun {
     const registered = await registerImage(registerOptions, { signal: controls.signal, onEvent: (event) => (event.type === 'retry' ? emit(controls, event) : undefined) });
     this.#ctx.warnings.push(...registered.warnings.map((w) => `${this.job.name}: ${w}`));
     return { target: registered.target, outcome: registered.outcome, changed: registered.changed, location: registered.location };
+  }
+
+  /**
+   * The scan as the registration carries it: the gate's counts; not-scanned without a gate. Check
+   * mode scans nothing: it predicts with Harbor's last finished scan of the digest (a read), or
+   * pending when there is none (the real run's scan then changes the entry anyway).
+   */
+  async #registrationScan(digest: string): Promise<NonNullable<RegisterOptions['scan']>> {
+    const scan = this.result.scan;
+    if (!scan) return { status: 'not-scanned' };
+    const fromCounts = (counts: SeverityCounts, scanner?: string): NonNullable<RegisterOptions['scan']> => ({
+      status: 'Success',
+      critical: counts.critical,
+      high: counts.high,
+      medium: counts.medium,
+      low: counts.low,
+      ...(scanner ? { scanner } : {}),
+    });
+    if (scan.status === 'Success' && scan.counts) return fromCounts(scan.counts, scan.scanner);
+    if (scan.status !== 'not-run') return { status: scan.status };
+    const { harbor, controls } = this.#ctx;
+    if (!harbor) return { status: 'pending' };
+    try {
+      const last = await lastScan(harbor, { project: this.#repository.split('/')[0] as string, repository: this.#repository.split('/').slice(1).join('/'), digest }, controls.signal);
+      return last ? fromCounts(last.counts, last.scanner) : { status: 'pending' };
+    } catch (error) {
+      this.#ctx.warnings.push(`${this.job.name}: Harbor's last scan could not be read (${(error as Error).message}); predicted as scanned anew`);
+      return { status: 'pending' };
+    }
   }
 
   #describe(rebuilt: Variant[]): string {

@@ -81,6 +81,10 @@ export function manifestEntry(entry: RegisteredImage, options: ManifestEntryOpti
     size_bytes: entry.size_bytes,
     built_at: entry.built_at,
     platforms: entry.platforms,
+    // thinkube-control's sync stores metadata as-is but not a vulnerabilities field: here they show.
+    scan_status: entry.scan_status,
+    vulnerabilities: entry.vulnerabilities,
+    scanner: entry.scanner,
   };
   for (const [key, value] of Object.entries(extra)) if (value !== undefined) metadata[key] = value;
   return {
@@ -98,6 +102,59 @@ export function manifestEntry(entry: RegisteredImage, options: ManifestEntryOpti
     harbor_project: options.harborProject ?? entry.repository.split('/')[0] ?? 'library',
     metadata,
   };
+}
+
+export interface ManifestProblem {
+  /** The entry's position in images[] and its name (when it has one). */
+  index: number;
+  name?: string;
+  field: string;
+  message: string;
+}
+
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+
+/**
+ * What would make thinkube-control's sync fail on this manifest, entry by entry: one bad entry
+ * rolls back its whole sync run (every ConfigMap, every image). Its rules: name, registry,
+ * repository and destination_url present; category system or user; mirror_date an ISO date (or
+ * absent); rows unique on registry/repository/tag (tag default latest).
+ */
+export function manifestProblems(manifest: ImageManifest): ManifestProblem[] {
+  const problems: ManifestProblem[] = [];
+  const keys = new Map<string, number>();
+  manifest.images.forEach((image: unknown, index) => {
+    const add = (field: string, message: string): void => {
+      const name = (image as { name?: unknown } | null)?.name;
+      problems.push({ index, ...(typeof name === 'string' ? { name } : {}), field, message });
+    };
+    if (!image || typeof image !== 'object' || Array.isArray(image)) return add('(entry)', 'is not an object');
+    const e = image as Record<string, unknown>;
+    for (const field of ['name', 'registry', 'repository', 'destination_url']) {
+      if (typeof e[field] !== 'string' || !(e[field] as string).trim()) add(field, 'is required (a non-empty string)');
+    }
+    if (e.category !== undefined && e.category !== 'system' && e.category !== 'user') add('category', `is ${JSON.stringify(e.category)}; thinkube-control accepts only system or user`);
+    if (e.mirror_date !== undefined && e.mirror_date !== null && (typeof e.mirror_date !== 'string' || !ISO_DATE.test(e.mirror_date))) add('mirror_date', 'must be an ISO date such as 2025-01-31T12:00:00Z');
+    if (e.tag !== undefined && e.tag !== null && typeof e.tag !== 'string') add('tag', 'must be a string');
+    if (e.protected !== undefined && e.protected !== null && typeof e.protected !== 'boolean') add('protected', 'must be true or false');
+    if (e.metadata !== undefined && e.metadata !== null && (typeof e.metadata !== 'object' || Array.isArray(e.metadata))) add('metadata', 'must be an object');
+    const key = `${String(e.registry)}/${String(e.repository)}:${typeof e.tag === 'string' && e.tag ? e.tag : 'latest'}`;
+    const first = keys.get(key);
+    if (first !== undefined) add('tag', `${key} is also entry ${first}: thinkube-control keeps one row per registry/repository/tag`);
+    else keys.set(key, index);
+  });
+  return problems;
+}
+
+/** Throw ERR_MANIFEST_INVALID naming every bad entry of `manifest` (where: the ConfigMap or file). */
+export function checkManifest(manifest: ImageManifest, where: string): void {
+  const problems = manifestProblems(manifest);
+  if (problems.length === 0) return;
+  const list = problems.map((p) => `images[${p.index}]${p.name ? ` (${p.name})` : ''}.${p.field} ${p.message}`).join('; ');
+  throw new ThinkubeImageError('ERR_MANIFEST_INVALID', `The image manifest of ${where} has entries thinkube-control's sync would reject, and one bad entry rolls back its whole sync: ${list}`, {
+    hint: 'Fix or remove the named entries (they may come from another writer), then register again; nothing was written',
+    details: { problems },
+  });
 }
 
 /** Add `entry` to a manifest, replacing the image of the same name; others are kept as they are. */
@@ -254,6 +311,7 @@ export async function writeConfigMapEntry(file: string, entry: ManifestImage, ta
     }
     const before = existing?.manifest.images.find((image) => image?.name === entry.name) ?? null;
     const manifest = mergeManifest(existing?.manifest, entry);
+    checkManifest(manifest, `ConfigMap ${target.namespace}/${target.name} in ${file}`);
     const configMap = renderConfigMap(manifest, target, existing?.configMap);
     const text = dumpConfigMap(configMap, format);
     const changed = existing?.text !== text;

@@ -16,7 +16,7 @@ import { HttpClient, type HttpRequest, type HttpResponse, type Method } from '..
 const CLIENT_FIELDS = ['controlUrl', 'token', 'caFile', 'validateCerts', 'timeoutSeconds', 'retry'] as const;
 
 export interface ControlClientOptions {
-  /** Base URL of thinkube-control's API, e.g. https://control.example.com/api. */
+  /** thinkube-control's address: https://control.example.com, or the same ending in /api or /api/v1. */
   controlUrl: string;
   /** API token (tk_...), sent as Authorization: Bearer. Never printed. */
   token?: string | undefined;
@@ -58,9 +58,31 @@ export const REGISTERED_FIELDS: readonly string[] = Object.keys(
     .registeredImage.properties,
 );
 
-/** `<controlUrl>/v1/images`, trailing slashes of controlUrl removed. */
+/**
+ * thinkube-control's API root (`.../api/v1`) from its address as people write it: the base URL
+ * (https://control.example.com, http://backend.thinkube-control:8000) gets /api/v1, one ending in
+ * /api gets /v1, one ending in /api/v1 is the root (trailing slashes removed first).
+ */
+export function controlApiRoot(controlUrl: string): string {
+  const trimmed = controlUrl.replace(/\/+$/, '');
+  if (/\/api\/v1$/.test(trimmed)) return trimmed;
+  if (/\/api$/.test(trimmed)) return `${trimmed}/v1`;
+  return `${trimmed}/api/v1`;
+}
+
+/** `<root>/images`: the registration endpoint this project defines (target api). */
 export function imagesUrl(controlUrl: string): string {
-  return `${controlUrl.replace(/\/+$/, '')}/v1/images`;
+  return `${controlApiRoot(controlUrl)}/images`;
+}
+
+/** `<root>/harbor/images`: thinkube-control's image list (its database rows). */
+export function harborImagesUrl(controlUrl: string): string {
+  return `${controlApiRoot(controlUrl)}/harbor/images`;
+}
+
+/** `<root>/harbor/images/sync`: runs thinkube-control's ConfigMap discovery now. */
+export function harborSyncUrl(controlUrl: string): string {
+  return `${harborImagesUrl(controlUrl)}/sync`;
 }
 
 export function imageUrl(controlUrl: string, name: string): string {
@@ -132,8 +154,8 @@ export class ControlClient {
         subject: `thinkube-control at ${this.controlUrl}`,
         codes: { unreachable: 'ERR_REGISTRATION', auth: 'ERR_REGISTRATION_AUTH', failed: 'ERR_REGISTRATION' },
         hints: {
-          unreachable: 'Check that thinkube-control is running and that controlUrl is right; from outside the cluster it is usually https://control.<domain>/api',
-          dns: 'Check the host name in controlUrl (outside the cluster it is usually https://control.<domain>/api)',
+          unreachable: 'Check that thinkube-control is running and that controlUrl is right; from outside the cluster it is usually https://control.<domain>, inside http://backend.thinkube-control:8000',
+          dns: 'Check the host name in controlUrl (outside the cluster it is usually https://control.<domain>, inside http://backend.thinkube-control:8000)',
           protocol: 'Check the scheme of controlUrl (http:// for a plain HTTP service, https:// for TLS)',
           aborted: 'The registration may or may not have been stored; run it again to make sure',
         },
@@ -208,7 +230,7 @@ export class ControlClient {
       const location = answer.header('location');
       return this.http.error(answer, {
         message: `thinkube-control at ${this.controlUrl} answered ${status} to ${method} ${url}, redirecting to ${location ?? '(no location)'}`,
-        hint: 'Set controlUrl to the address that answers directly (often https:// instead of http://, or a missing /api)',
+        hint: 'Set controlUrl to the address that answers directly (often https:// instead of http://)',
         details: { ...details, location },
       });
     }
@@ -221,6 +243,43 @@ export class ControlClient {
     return this.http.error(answer, { message: `thinkube-control at ${this.controlUrl} answered ${status} to ${method} ${url}${tail}: ${detail}`, hint, details });
   }
 
+  /**
+   * Run thinkube-control's image discovery now (POST /api/v1/harbor/images/sync, no body). Returns
+   * its answer (200: the counts); any other status is a ThinkubeImageError with the server's
+   * detail. Not retried: a failed sync rolled back, and the next registration syncs again.
+   */
+  async syncImages(): Promise<Record<string, unknown>> {
+    const url = harborSyncUrl(this.controlUrl);
+    const answer = await this.send('POST', url);
+    if (answer.status !== 200) throw this.httpError(answer);
+    const body = answer.json();
+    return body && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  }
+
+  /**
+   * thinkube-control's image rows matching `search` (GET /api/v1/harbor/images?search=), every
+   * page of them.
+   */
+  async findImages(search: string): Promise<Array<Record<string, unknown>>> {
+    const rows: Array<Record<string, unknown>> = [];
+    const limit = 100;
+    for (let skip = 0; ; skip += limit) {
+      const url = `${harborImagesUrl(this.controlUrl)}?${new URLSearchParams({ search, skip: String(skip), limit: String(limit) })}`;
+      const answer = await this.send('GET', url);
+      if (answer.status !== 200) throw this.httpError(answer);
+      const body = answer.json() as { total?: unknown; images?: unknown } | undefined;
+      if (!body || typeof body !== 'object' || !Array.isArray(body.images)) {
+        throw new ThinkubeImageError('ERR_REGISTRATION', `GET ${url} answered 200 without an image list ({"total", "images": [...]})`, {
+          hint: "Check that controlUrl is thinkube-control's address (a web front end answers every path)",
+          details: { url },
+        });
+      }
+      rows.push(...(body.images as Array<Record<string, unknown>>));
+      const total = typeof body.total === 'number' ? body.total : rows.length;
+      if (body.images.length < limit || rows.length >= total) return rows;
+    }
+  }
+
   /** The stored entry, or null when thinkube-control does not know the name (or has no such route). */
   async getImage(name: string, warnings: string[] = []): Promise<Record<string, unknown> | null> {
     const url = imageUrl(this.controlUrl, name);
@@ -229,7 +288,7 @@ export class ControlClient {
       const body = answer.json() as Record<string, unknown> | undefined;
       if (body && typeof body === 'object' && !Array.isArray(body) && body.name === name) return body;
       // E.g. a web front end answering every path with its index page: not a record.
-      warnings.push(`GET ${url} answered 200 without an image record named ${name}; is controlUrl the API base (ending in /api)?`);
+      warnings.push(`GET ${url} answered 200 without an image record named ${name}; is controlUrl thinkube-control's API (a web front end answers every path)?`);
       return null;
     }
     // 404: unknown image (or unknown route: the POST will tell). 405/422: a server whose route takes something else here.

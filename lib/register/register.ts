@@ -2,9 +2,11 @@
  * registerImage: tell thinkube-control about a built and pushed image. Three targets:
  * - catalog (default): a local JSON file, safe against concurrent writers;
  * - api: the HTTP contract of schemas/control-api.schema.json (an upsert by name);
- * - configmap: the ConfigMap manifest thinkube-control's image discovery reads today, written to a
- *   file that the playbook applies (kubectl apply -f / kubernetes.core.k8s).
- * Every target registers the same entry (registrationEntry), only with a verified digest.
+ * - configmap: the ConfigMap manifest thinkube-control's image discovery reads today: in mode
+ *   cluster written through the Kubernetes API and synced (configmap-cluster.ts), in mode file
+ *   written to a file for kubectl apply -f / kubernetes.core.k8s.
+ * Every target registers the same entry (registrationEntry), only with a verified digest, with
+ * the vulnerability scan's counts (or the scan's status when there are none).
  */
 import path from 'node:path';
 import { ThinkubeImageError, ValidationError } from '../core/errors.js';
@@ -13,6 +15,7 @@ import { validate } from '../options/schema.js';
 import { ControlClient, type ControlEvent } from './control-client.js';
 import { defaultCatalogPath, upsertCatalogEntry } from './catalog-file.js';
 import { defaultConfigMapPath, manifestEntry, writeConfigMapEntry, type ConfigMapObject, type ControlCategory, type ManifestImage } from './configmap.js';
+import { registerConfigMapCluster, type ClusterOutcome } from './configmap-cluster.js';
 import type { ConfigMapTargetOptions, RegisterOptions, RegisteredImage } from '../options/generated/types.js';
 
 export type { RegisterOptions, RegisteredImage } from '../options/generated/types.js';
@@ -20,10 +23,13 @@ export type { RegisterOptions, RegisteredImage } from '../options/generated/type
 export type RegisterTarget = 'catalog' | 'api' | 'configmap';
 
 /**
- * created / updated / unchanged: catalog and api. written: the ConfigMap file changed (applying it
- * is the caller's step). endpoint-unavailable: thinkube-control has no /api/v1/images (a warning).
+ * created / updated / unchanged: catalog, api, and configmap in mode cluster once thinkube-control
+ * lists the image. endpoint-unavailable: thinkube-control has no /api/v1/images (a warning).
+ * written / file-unchanged: configmap in mode file (applying the file is the caller's step).
+ * not-synced, sync-failed, sync-unreachable, synced-not-visible: configmap in mode cluster, the
+ * ConfigMap holds the image but thinkube-control was not confirmed to (warnings; see ClusterOutcome).
  */
-export type RegisterOutcome = 'created' | 'updated' | 'unchanged' | 'endpoint-unavailable' | 'written';
+export type RegisterOutcome = 'created' | 'updated' | 'unchanged' | 'endpoint-unavailable' | 'written' | 'file-unchanged' | Exclude<ClusterOutcome, 'created' | 'updated' | 'unchanged'>;
 
 export type RegisterEvent =
   | ControlEvent
@@ -51,8 +57,10 @@ export interface RegisterResult {
   /** api: the image's URL; catalog: the file; configmap: namespace/name (the file is in `path`). */
   location: string;
   dryRun: boolean;
-  /** catalog and configmap: the file read and written. */
+  /** catalog and configmap in mode file: the file read and written. */
   path?: string;
+  /** configmap in mode cluster: writes that lost a race with another writer and were merged again. */
+  conflicts?: number;
   /** configmap: the rendered object (kubernetes.core.k8s `definition`). */
   configMap?: ConfigMapObject;
 }
@@ -61,7 +69,7 @@ export interface RegisterResult {
 interface Normalized extends RegisterOptions {
   target: RegisterTarget;
   dryRun: boolean;
-  configmap: ConfigMapTargetOptions & { namespace: string; category: ControlCategory };
+  configmap: ConfigMapTargetOptions & { namespace: string; category: ControlCategory; mode: 'file' | 'cluster' };
 }
 
 const REMEDY_ENDPOINT = 'Register through target configmap (what thinkube-control reads today), or set required: false to go on with a warning';
@@ -107,6 +115,10 @@ function buildEntry(options: RegisterOptions): RegisteredImage {
     source_url: options.sourceUrl,
     metadata,
     platforms: reference.platforms,
+    // Counts only for a finished scan: an image not scanned never shows zeros.
+    scan_status: options.scan?.status ?? 'not-scanned',
+    vulnerabilities: options.scan?.status === 'Success' ? { critical: options.scan.critical, high: options.scan.high, medium: options.scan.medium, low: options.scan.low } : undefined,
+    scanner: options.scan?.status === 'Success' ? options.scan.scanner : undefined,
   };
   for (const key of Object.keys(entry)) if (entry[key] === undefined) delete entry[key];
   return entry as unknown as RegisteredImage;
@@ -176,20 +188,42 @@ async function registerCatalog(options: Normalized, entry: RegisteredImage): Pro
   };
 }
 
-async function registerConfigMap(options: Normalized, entry: RegisteredImage): Promise<RegisterResult> {
+async function registerConfigMap(options: Normalized, entry: RegisteredImage, controls: RegisterControls): Promise<RegisterResult> {
   const cm = options.configmap;
   const target = {
     namespace: cm.namespace,
     name: cm.name ?? `thinkube-custom-images-${options.image.category}`,
     category: cm.category,
   };
-  const file = path.resolve(cm.outputPath ?? defaultConfigMapPath(target));
   const mapped = manifestEntry(entry, { category: target.category, harborProject: cm.harborProject, protected: cm.protected });
+  if (cm.mode === 'cluster') {
+    const result = await registerConfigMapCluster(mapped, {
+      target,
+      kubernetes: options.kubernetes,
+      control: options,
+      dryRun: options.dryRun,
+      signal: controls.signal,
+      onEvent: controls.onEvent,
+    });
+    return {
+      target: 'configmap',
+      changed: result.changed,
+      outcome: result.outcome,
+      entry,
+      warnings: result.warnings,
+      diff: { before: result.before, after: result.after },
+      location: `${target.namespace}/${target.name}`,
+      dryRun: options.dryRun,
+      configMap: result.configMap,
+      conflicts: result.conflicts,
+    };
+  }
+  const file = path.resolve(cm.outputPath ?? defaultConfigMapPath(target));
   const result = await writeConfigMapEntry(file, mapped, target, { dryRun: options.dryRun });
   return {
     target: 'configmap',
     changed: result.changed,
-    outcome: result.changed ? 'written' : 'unchanged',
+    outcome: result.changed ? 'written' : 'file-unchanged',
     entry,
     warnings: [],
     diff: { before: result.before, after: result.after },
@@ -217,7 +251,7 @@ export async function registerImage(options: RegisterOptions, controls: Register
       result = await registerApi(normalized, entry, controls);
       break;
     case 'configmap':
-      result = await registerConfigMap(normalized, entry);
+      result = await registerConfigMap(normalized, entry, controls);
       break;
     default:
       result = await registerCatalog(normalized, entry);

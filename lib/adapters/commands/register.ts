@@ -20,6 +20,7 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     entry: result.entry,
     location: result.location,
     ...(result.configMap ? { configMap: result.configMap } : {}),
+    ...(result.conflicts !== undefined ? { conflicts: result.conflicts } : {}),
     diff: result.diff,
   };
 }

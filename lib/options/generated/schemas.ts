@@ -411,6 +411,38 @@ export const schemaDocuments = {
             "default": 60
           }
         }
+      },
+      "kubeConnection": {
+        "title": "KubeConnection",
+        "description": "How to reach the Kubernetes API server. Credentials come from, in this order: kubeconfig (a file), inCluster (the service account of the pod this runs in), the KUBECONFIG environment variable, the pod's service account when KUBERNETES_SERVICE_HOST is set, ~/.kube/config. The kubeconfig holds credentials: its content is never printed, only its path.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "kubeconfig": {
+            "description": "Path of a kubeconfig file (like kubectl --kubeconfig). Its content is never printed.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 4096
+          },
+          "context": {
+            "description": "Context of the kubeconfig to use. Default: its current-context.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 253
+          },
+          "inCluster": {
+            "description": "Use the service account of the pod this runs in (/var/run/secrets/kubernetes.io/serviceaccount), even when KUBECONFIG is set.",
+            "type": "boolean",
+            "default": false
+          },
+          "timeoutSeconds": {
+            "description": "Time limit of each call to the Kubernetes API, in seconds.",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 3600,
+            "default": 30
+          }
+        }
       }
     }
   },
@@ -533,6 +565,53 @@ export const schemaDocuments = {
               "type": "string",
               "maxLength": 64
             }
+          },
+          "scan_status": {
+            "description": "The vulnerability scan of the digest: Success (vulnerabilities holds its counts), Error, Stopped or Timeout (it did not finish), not-scanned (none was run), pending (check mode: the real run scans).",
+            "type": "string",
+            "enum": [
+              "Success",
+              "Error",
+              "Stopped",
+              "Timeout",
+              "not-scanned",
+              "pending"
+            ]
+          },
+          "vulnerabilities": {
+            "title": "VulnerabilityCounts",
+            "description": "Findings by severity of a finished scan (scan_status Success), in the shape of thinkube-control's vulnerabilities field; absent otherwise, so an image never shows zeros it was not scanned for.",
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+              "critical",
+              "high",
+              "medium",
+              "low"
+            ],
+            "properties": {
+              "critical": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "high": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "medium": {
+                "type": "integer",
+                "minimum": 0
+              },
+              "low": {
+                "type": "integer",
+                "minimum": 0
+              }
+            }
+          },
+          "scanner": {
+            "description": "The scanner of a finished scan, e.g. Trivy 0.50.1.",
+            "type": "string",
+            "maxLength": 256
           }
         }
       },
@@ -1382,6 +1461,9 @@ export const schemaDocuments = {
           },
           "configmap": {
             "$ref": "register-options.schema.json#/properties/configmap"
+          },
+          "kubernetes": {
+            "$ref": "register-options.schema.json#/properties/kubernetes"
           }
         }
       }
@@ -1595,8 +1677,88 @@ export const schemaDocuments = {
         "minLength": 1,
         "maxLength": 4096
       },
+      "scan": {
+        "title": "RegistrationScan",
+        "description": "The vulnerability scan of the pushed digest (the scan gate's result), registered with the image: the counts by severity for a finished scan (status Success), else only the status, so an image never shows zeros it was not scanned for. Default: status not-scanned.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "status"
+        ],
+        "properties": {
+          "status": {
+            "description": "Success: Harbor's scan finished and the counts are its findings. Error, Stopped, Timeout: the scan did not finish (no counts). not-scanned: no scan was run. pending: check mode, the scan runs in the real run.",
+            "type": "string",
+            "enum": [
+              "Success",
+              "Error",
+              "Stopped",
+              "Timeout",
+              "not-scanned",
+              "pending"
+            ]
+          },
+          "critical": {
+            "description": "Findings of severity critical.",
+            "type": "integer",
+            "minimum": 0
+          },
+          "high": {
+            "description": "Findings of severity high.",
+            "type": "integer",
+            "minimum": 0
+          },
+          "medium": {
+            "description": "Findings of severity medium.",
+            "type": "integer",
+            "minimum": 0
+          },
+          "low": {
+            "description": "Findings of severity low.",
+            "type": "integer",
+            "minimum": 0
+          },
+          "scanner": {
+            "description": "The scanner, e.g. Trivy 0.50.1.",
+            "type": "string",
+            "maxLength": 256
+          }
+        },
+        "if": {
+          "properties": {
+            "status": {
+              "const": "Success"
+            }
+          },
+          "required": [
+            "status"
+          ]
+        },
+        "then": {
+          "properties": {
+            "critical": true,
+            "high": true,
+            "medium": true,
+            "low": true
+          },
+          "required": [
+            "critical",
+            "high",
+            "medium",
+            "low"
+          ],
+          "errorMessage": {
+            "required": "a finished scan (status Success) needs its counts: critical, high, medium and low"
+          }
+        },
+        "errorMessage": {
+          "required": {
+            "status": "needs status (Success, Error, Stopped, Timeout, not-scanned or pending)"
+          }
+        }
+      },
       "target": {
-        "description": "Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).",
+        "description": "Where to register: catalog (a local JSON file, the embedded default), api (the /api/v1/images endpoint this project defines; thinkube-control does not serve it yet), configmap (the ConfigMap manifest that thinkube-control's image discovery reads: written into the cluster and synced with configmap.mode cluster, or to a file for kubectl apply / kubernetes.core.k8s with mode file).",
         "type": "string",
         "enum": [
           "catalog",
@@ -1606,14 +1768,14 @@ export const schemaDocuments = {
         "default": "catalog"
       },
       "controlUrl": {
-        "description": "Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.",
+        "description": "Address of thinkube-control, as people write it: the base URL (https://control.example.com outside the cluster, http://backend.thinkube-control:8000 inside), or the same ending in /api or /api/v1. The API root is derived from it: a URL ending in /api/v1 is the root, one ending in /api gets /v1, any other gets /api/v1 (trailing slashes removed first). The endpoints are <root>/images (target api) and <root>/harbor/images and <root>/harbor/images/sync (target configmap, mode cluster). Required when target is api.",
         "type": "string",
         "maxLength": 2048,
         "pattern": "^https?://[^\\s/?#]+(?:/[^\\s?#]*)?$",
         "not": {
-          "pattern": "/v1(?:/images)?/*$"
+          "pattern": "/images/*$"
         },
-        "errorMessage": "must be the base URL of thinkube-control's API without query, e.g. https://control.example.com/api (/v1/images is appended: leave it out)"
+        "errorMessage": "must be thinkube-control's address without query or endpoint, e.g. https://control.example.com, https://control.example.com/api or http://backend.thinkube-control:8000/api/v1 (the endpoints are derived from it: leave /images out)"
       },
       "token": {
         "description": "thinkube-control API token (tk_...) sent as Authorization: Bearer. Default: the environment variable THINKUBE_CONTROL_TOKEN. Never printed; pass it from a vault or the environment, not on a command line.",
@@ -1624,7 +1786,7 @@ export const schemaDocuments = {
         "x-secret": true
       },
       "required": {
-        "description": "Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.",
+        "description": "Fail instead of returning a warning outcome: with target api when thinkube-control has no /api/v1/images endpoint (ERR_ENDPOINT_UNAVAILABLE); with target configmap in mode cluster when thinkube-control cannot be confirmed to hold the image (no controlUrl, sync failed or unreachable, image not visible after the sync: ERR_REGISTRATION_NOT_VISIBLE).",
         "type": "boolean",
         "default": false
       },
@@ -1649,6 +1811,9 @@ export const schemaDocuments = {
       "retry": {
         "$ref": "common.schema.json#/definitions/retry"
       },
+      "kubernetes": {
+        "$ref": "common.schema.json#/definitions/kubeConnection"
+      },
       "catalogPath": {
         "description": "Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.",
         "type": "string",
@@ -1662,6 +1827,15 @@ export const schemaDocuments = {
         "additionalProperties": false,
         "default": {},
         "properties": {
+          "mode": {
+            "description": "cluster: read the live ConfigMap through the Kubernetes API (kubernetes option), merge this image's entry, write it with optimistic concurrency (never dropping another writer's entries), then ask thinkube-control to sync (controlUrl, token) and confirm that it lists the image. file: merge the entry into a local file (outputPath) for kubectl apply -f or kubernetes.core.k8s, for users without cluster access; thinkube-control sees it once the file is applied and it syncs or restarts.",
+            "type": "string",
+            "enum": [
+              "file",
+              "cluster"
+            ],
+            "default": "file"
+          },
           "namespace": {
             "description": "Namespace of the ConfigMap (thinkube-control reads every namespace).",
             "type": "string",
@@ -1687,7 +1861,7 @@ export const schemaDocuments = {
             "default": "user"
           },
           "outputPath": {
-            "description": "Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).",
+            "description": "Manifest file read, merged and rewritten in mode file (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog). Not used in mode cluster.",
             "type": "string",
             "minLength": 1,
             "maxLength": 4096
@@ -1706,7 +1880,7 @@ export const schemaDocuments = {
         }
       },
       "dryRun": {
-        "description": "Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file or thinkube-control; writes nothing.",
+        "description": "Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file, the live ConfigMap or thinkube-control; writes nothing and asks for no sync.",
         "type": "boolean",
         "default": false
       }

@@ -318,6 +318,15 @@ export interface RegisteredImage {
    * @maxItems 32
    */
   platforms?: string[];
+  /**
+   * The vulnerability scan of the digest: Success (vulnerabilities holds its counts), Error, Stopped or Timeout (it did not finish), not-scanned (none was run), pending (check mode: the real run scans).
+   */
+  scan_status?: 'Success' | 'Error' | 'Stopped' | 'Timeout' | 'not-scanned' | 'pending';
+  vulnerabilities?: VulnerabilityCounts;
+  /**
+   * The scanner of a finished scan, e.g. Trivy 0.50.1.
+   */
+  scanner?: string;
 }
 /**
  * Runtime hints for the platform (JupyterHub profiles).
@@ -344,6 +353,15 @@ export interface ImageResourceMetadata {
    */
   purpose?: string;
   [k: string]: unknown;
+}
+/**
+ * Findings by severity of a finished scan (scan_status Success), in the shape of thinkube-control's vulnerabilities field; absent otherwise, so an image never shows zeros it was not scanned for.
+ */
+export interface VulnerabilityCounts {
+  critical: number;
+  high: number;
+  medium: number;
+  low: number;
 }
 /**
  * A stored image as thinkube-control returns it: the RegisteredImage fields plus server-set fields (id, created_at, updated_at; a server may add more, which clients ignore). Optional fields may come back as null.
@@ -809,11 +827,11 @@ export interface PipelineRegistration {
    */
   sourceUrl?: string;
   /**
-   * Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).
+   * Where to register: catalog (a local JSON file, the embedded default), api (the /api/v1/images endpoint this project defines; thinkube-control does not serve it yet), configmap (the ConfigMap manifest that thinkube-control's image discovery reads: written into the cluster and synced with configmap.mode cluster, or to a file for kubectl apply / kubernetes.core.k8s with mode file).
    */
   target?: 'catalog' | 'api' | 'configmap';
   /**
-   * Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.
+   * Address of thinkube-control, as people write it: the base URL (https://control.example.com outside the cluster, http://backend.thinkube-control:8000 inside), or the same ending in /api or /api/v1. The API root is derived from it: a URL ending in /api/v1 is the root, one ending in /api gets /v1, any other gets /api/v1 (trailing slashes removed first). The endpoints are <root>/images (target api) and <root>/harbor/images and <root>/harbor/images/sync (target configmap, mode cluster). Required when target is api.
    */
   controlUrl?: string;
   /**
@@ -821,7 +839,7 @@ export interface PipelineRegistration {
    */
   token?: string;
   /**
-   * Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.
+   * Fail instead of returning a warning outcome: with target api when thinkube-control has no /api/v1/images endpoint (ERR_ENDPOINT_UNAVAILABLE); with target configmap in mode cluster when thinkube-control cannot be confirmed to hold the image (no controlUrl, sync failed or unreachable, image not visible after the sync: ERR_REGISTRATION_NOT_VISIBLE).
    */
   required?: boolean;
   /**
@@ -842,11 +860,16 @@ export interface PipelineRegistration {
    */
   catalogPath?: string;
   configmap?: ConfigMapTargetOptions;
+  kubernetes?: KubeConnection;
 }
 /**
  * Where and how the ConfigMap manifest is written (target configmap).
  */
 export interface ConfigMapTargetOptions {
+  /**
+   * cluster: read the live ConfigMap through the Kubernetes API (kubernetes option), merge this image's entry, write it with optimistic concurrency (never dropping another writer's entries), then ask thinkube-control to sync (controlUrl, token) and confirm that it lists the image. file: merge the entry into a local file (outputPath) for kubectl apply -f or kubernetes.core.k8s, for users without cluster access; thinkube-control sees it once the file is applied and it syncs or restarts.
+   */
+  mode?: 'file' | 'cluster';
   /**
    * Namespace of the ConfigMap (thinkube-control reads every namespace).
    */
@@ -860,7 +883,7 @@ export interface ConfigMapTargetOptions {
    */
   category?: 'system' | 'user';
   /**
-   * Manifest file read, merged and rewritten (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog).
+   * Manifest file read, merged and rewritten in mode file (YAML, or JSON when it ends in .json), for kubectl apply -f or kubernetes.core.k8s. Default: ~/.local/share/thinkube-custom-images/configmaps/<namespace>-<name>.yaml (beside the default catalog). Not used in mode cluster.
    */
   outputPath?: string;
   /**
@@ -871,6 +894,27 @@ export interface ConfigMapTargetOptions {
    * Mark the image protected in thinkube-control (it cannot be deleted from its UI).
    */
   protected?: boolean;
+}
+/**
+ * How to reach the Kubernetes API server. Credentials come from, in this order: kubeconfig (a file), inCluster (the service account of the pod this runs in), the KUBECONFIG environment variable, the pod's service account when KUBERNETES_SERVICE_HOST is set, ~/.kube/config. The kubeconfig holds credentials: its content is never printed, only its path.
+ */
+export interface KubeConnection {
+  /**
+   * Path of a kubeconfig file (like kubectl --kubeconfig). Its content is never printed.
+   */
+  kubeconfig?: string;
+  /**
+   * Context of the kubeconfig to use. Default: its current-context.
+   */
+  context?: string;
+  /**
+   * Use the service account of the pod this runs in (/var/run/secrets/kubernetes.io/serviceaccount), even when KUBECONFIG is set.
+   */
+  inCluster?: boolean;
+  /**
+   * Time limit of each call to the Kubernetes API, in seconds.
+   */
+  timeoutSeconds?: number;
 }
 /**
  * Options of runPreflight: check, before building, that the engine answers and has free disk, that the registry answers and takes the credentials, that the Harbor project exists (created on request) and Harbor is healthy, and that every base image the selected images need is in the registry. Against a plain OCI registry the Harbor-only checks are reported as not applicable.
@@ -939,12 +983,13 @@ export interface RegisterOptions {
    * Where the image's definition comes from (e.g. the git repository URL). Stored as source_url; built images have no upstream image.
    */
   sourceUrl?: string;
+  scan?: RegistrationScan;
   /**
-   * Where to register: catalog (a local JSON file, the embedded default), api (thinkube-control's /api/v1/images endpoint), configmap (a ConfigMap manifest file for thinkube-control's image discovery, applied by kubectl or kubernetes.core.k8s).
+   * Where to register: catalog (a local JSON file, the embedded default), api (the /api/v1/images endpoint this project defines; thinkube-control does not serve it yet), configmap (the ConfigMap manifest that thinkube-control's image discovery reads: written into the cluster and synced with configmap.mode cluster, or to a file for kubectl apply / kubernetes.core.k8s with mode file).
    */
   target?: 'catalog' | 'api' | 'configmap';
   /**
-   * Base URL of thinkube-control's API, e.g. https://control.example.com/api (outside the cluster) or http://backend.thinkube-control.svc.cluster.local:8000/api (inside). Joining rule: trailing slashes are removed, then /v1/images is appended, so both https://control.example.com/api and https://control.example.com/api/ give https://control.example.com/api/v1/images. Required when target is api.
+   * Address of thinkube-control, as people write it: the base URL (https://control.example.com outside the cluster, http://backend.thinkube-control:8000 inside), or the same ending in /api or /api/v1. The API root is derived from it: a URL ending in /api/v1 is the root, one ending in /api gets /v1, any other gets /api/v1 (trailing slashes removed first). The endpoints are <root>/images (target api) and <root>/harbor/images and <root>/harbor/images/sync (target configmap, mode cluster). Required when target is api.
    */
   controlUrl?: string;
   /**
@@ -952,7 +997,7 @@ export interface RegisterOptions {
    */
   token?: string;
   /**
-   * Fail (ERR_ENDPOINT_UNAVAILABLE) when thinkube-control has no /api/v1/images endpoint, instead of returning a warning and outcome endpoint-unavailable.
+   * Fail instead of returning a warning outcome: with target api when thinkube-control has no /api/v1/images endpoint (ERR_ENDPOINT_UNAVAILABLE); with target configmap in mode cluster when thinkube-control cannot be confirmed to hold the image (no controlUrl, sync failed or unreachable, image not visible after the sync: ERR_REGISTRATION_NOT_VISIBLE).
    */
   required?: boolean;
   /**
@@ -968,13 +1013,14 @@ export interface RegisterOptions {
    */
   timeoutSeconds?: number;
   retry?: RetryOptions;
+  kubernetes?: KubeConnection;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
    */
   catalogPath?: string;
   configmap?: ConfigMapTargetOptions;
   /**
-   * Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file or thinkube-control; writes nothing.
+   * Work out what would change (outcome, changed, diff) and change nothing (Ansible check mode). Reads the catalog, the manifest file, the live ConfigMap or thinkube-control; writes nothing and asks for no sync.
    */
   dryRun?: boolean;
 }
@@ -1006,4 +1052,33 @@ export interface RegisteredReference {
    * @maxItems 32
    */
   platforms?: string[];
+}
+/**
+ * The vulnerability scan of the pushed digest (the scan gate's result), registered with the image: the counts by severity for a finished scan (status Success), else only the status, so an image never shows zeros it was not scanned for. Default: status not-scanned.
+ */
+export interface RegistrationScan {
+  /**
+   * Success: Harbor's scan finished and the counts are its findings. Error, Stopped, Timeout: the scan did not finish (no counts). not-scanned: no scan was run. pending: check mode, the scan runs in the real run.
+   */
+  status: 'Success' | 'Error' | 'Stopped' | 'Timeout' | 'not-scanned' | 'pending';
+  /**
+   * Findings of severity critical.
+   */
+  critical?: number;
+  /**
+   * Findings of severity high.
+   */
+  high?: number;
+  /**
+   * Findings of severity medium.
+   */
+  medium?: number;
+  /**
+   * Findings of severity low.
+   */
+  low?: number;
+  /**
+   * The scanner, e.g. Trivy 0.50.1.
+   */
+  scanner?: string;
 }
