@@ -26,7 +26,8 @@ export type ErrorCode =
   | 'ERR_TIMEOUT'
   | 'ERR_SCAN_GATE'
   | 'ERR_QUOTA_EXCEEDED'
-  | 'ERR_PLATFORM_MISMATCH';
+  | 'ERR_PLATFORM_MISMATCH'
+  | 'ERR_WORKFLOW';
 
 export interface ErrorDetails {
   [key: string]: unknown;
