@@ -219,7 +219,7 @@ export function renderWorkflow(plan: WorkflowPlan): IWorkflow | undefined {
       serviceAccountName: s.serviceAccount,
       podMetadata: { labels },
       ttlStrategy: { secondsAfterCompletion: s.ttlSecondsAfterFinished },
-      podGC: { strategy: s.podGC },
+      podGC: { strategy: s.podGcStrategy },
       volumes: [
         { name: 'registry-auth', secret: { secretName: s.registryAuthSecret.name, items: [{ key: s.registryAuthSecret.key, path: 'config.json' }] } },
         { name: 'containers-storage', emptyDir: {} },

@@ -1030,7 +1030,8 @@ export const schemaDocuments = {
             "errorMessage": "must be a Secret key (letters, digits, '-', '_', '.')",
             "default": "config.json"
           }
-        }
+        },
+        "default": {}
       },
       "nodeSelectorKey": {
         "description": "Node label whose value is the architecture a build task is pinned to.",
@@ -1058,7 +1059,7 @@ export const schemaDocuments = {
         "maximum": 31536000,
         "default": 86400
       },
-      "podGC": {
+      "podGcStrategy": {
         "description": "When Argo deletes a build pod: OnPodSuccess keeps failed pods (for their logs) until the Workflow's TTL.",
         "type": "string",
         "enum": [

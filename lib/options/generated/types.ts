@@ -550,7 +550,7 @@ export interface KubernetesExecutorOptions {
   /**
    * When Argo deletes a build pod: OnPodSuccess keeps failed pods (for their logs) until the Workflow's TTL.
    */
-  podGC?: 'OnPodCompletion' | 'OnPodSuccess' | 'OnWorkflowCompletion' | 'OnWorkflowSuccess';
+  podGcStrategy?: 'OnPodCompletion' | 'OnPodSuccess' | 'OnWorkflowCompletion' | 'OnWorkflowSuccess';
   /**
    * Also print the rendered Workflow (YAML) on the progress output (stderr); the result always carries it.
    */
