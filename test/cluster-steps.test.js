@@ -14,7 +14,7 @@ import { RegistryClient } from '../dist/lib/registry/client.js';
 import { scanContext } from '../dist/lib/source/context.js';
 import { contextImageFor, pushContextImage } from '../dist/lib/build/argo/context-image.js';
 import { workflowProblems } from '../dist/lib/build/argo/validate.js';
-import { testEnv, uniqueName } from './helpers/env.js';
+import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { runDag, runStep } from './helpers/step-runner.js';
 
 t.setTimeout(20 * 60_000);
@@ -109,4 +109,23 @@ t.test('check mode renders one valid Workflow; its tasks run for real with build
 t.test('a real run with executor kubernetes fails clearly instead of pretending', async (t) => {
   const dir = imagesDir(t);
   await t.rejects(runPipeline(options(dir)), { code: 'ERR_WORKFLOW', message: /cannot submit Workflows yet/ });
+});
+
+t.test('the CLI in check mode prints a Workflow that validates, and no secret', async (t) => {
+  const dir = imagesDir(t);
+  const { spawnSync } = await import('node:child_process');
+  const run = spawnSync(process.execPath, ['bin/pipeline.js', dir, '--registry', env.registryAuth, '--project', project, '--auth-username', env.registryUser, '--auth-password-env', 'REG_PASSWORD', '--no-register', '--executor', 'kubernetes', '--kubernetes-print-workflow', '--kubernetes-namespace', 'builds', '--check'], {
+    cwd: repoRoot,
+    env: { ...process.env, REG_PASSWORD: env.registryPassword },
+    encoding: 'utf8',
+  });
+  t.equal(run.status, 0, run.stderr.slice(-2000));
+  const result = JSON.parse(run.stdout);
+  const wf = result.workflow.manifest;
+  t.equal(wf.apiVersion, 'argoproj.io/v1alpha1', 'the manifest keeps its own field names');
+  t.equal(wf.metadata.namespace, 'builds');
+  t.same(workflowProblems(wf), []);
+  t.equal(result.workflow.submitted, false);
+  t.match(run.stderr, /Workflow \(not submitted\):[\s\S]*kind: Workflow/, 'printed as YAML on the progress output');
+  t.notOk(run.stdout.includes(env.registryPassword) || run.stderr.includes(env.registryPassword), 'no password anywhere');
 });
