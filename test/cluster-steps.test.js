@@ -16,6 +16,7 @@ import { contextImageFor, pushContextImage } from '../dist/lib/build/argo/contex
 import { workflowProblems } from '../dist/lib/build/argo/validate.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { runDag, runStep } from './helpers/step-runner.js';
+import { runPlaybook } from './helpers/ansible.js';
 
 t.setTimeout(20 * 60_000);
 
@@ -106,6 +107,23 @@ t.test('check mode renders one valid Workflow; its tasks run for real with build
   t.equal(again.digest, second.outputs.digest, "the rebuilt base's digest is the registry's");
 });
 
+t.test('an image built on a rebuilt image of the run in a later stage fails alone', async (t) => {
+  const dir = imagesDir(t);
+  mkdirSync(path.join(dir, 'odd'));
+  writeFileSync(path.join(dir, 'odd', 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/library/busybox:${env.busyboxTag} AS tools\nFROM \${HARBOR_REGISTRY}/${project}/base:latest\nCOPY --from=tools /bin/busybox /bb\n`);
+  writeFileSync(path.join(dir, 'odd', 'image.yaml'), 'name: odd\ndisplay_name: odd\ndescription: later-stage base\ncategory: test\n');
+  // A base edit so that base is rebuilt whatever the test above pushed.
+  writeFileSync(path.join(dir, 'base', 'greeting.txt'), `changed ${Date.now()}\n`);
+  const result = await runPipeline(options(dir), { checkMode: true });
+  const odd = result.images.find((i) => i.name === 'odd');
+  t.equal(odd.status, 'failed');
+  t.equal(odd.error.code, 'ERR_WORKFLOW');
+  t.match(odd.error.message, /odd builds on base \(rebuilt by this run\) in a stage other than the first/);
+  t.notOk(result.workflow.tasks.includes('build-odd'), 'left out of the Workflow');
+  t.ok(result.workflow.tasks.includes('build-app'), 'the other images are still in it');
+  t.same(workflowProblems(result.workflow.manifest), []);
+});
+
 t.test('a real run with executor kubernetes fails clearly instead of pretending', async (t) => {
   const dir = imagesDir(t);
   await t.rejects(runPipeline(options(dir)), { code: 'ERR_WORKFLOW', message: /cannot submit Workflows yet/ });
@@ -128,4 +146,27 @@ t.test('the CLI in check mode prints a Workflow that validates, and no secret', 
   t.equal(result.workflow.submitted, false);
   t.match(run.stderr, /Workflow \(not submitted\):[\s\S]*kind: Workflow/, 'printed as YAML on the progress output');
   t.notOk(run.stdout.includes(env.registryPassword) || run.stderr.includes(env.registryPassword), 'no password anywhere');
+});
+
+t.test('the playbook with build_executor=kubernetes: check mode renders the Workflow, a real run fails saying why', async (t) => {
+  const dir = imagesDir(t);
+  const vars = {
+    harbor_registry: env.registryAuth,
+    harbor_username: env.registryUser,
+    harbor_admin_password: env.registryPassword,
+    harbor_project: project,
+    images_dir: dir,
+    catalog_path: path.join(dir, 'catalog.json'),
+    build_executor: 'kubernetes',
+    build_kubernetes: { namespace: 'builds' },
+  };
+  const check = await runPlaybook({ extraVars: vars, args: ['--check', '-v'] });
+  t.equal(check.code, 0, check.output.slice(-3000));
+  t.match(check.output, /"apiVersion": "argoproj.io\/v1alpha1"/, 'the module returns the Workflow with its own field names');
+  t.match(check.output, /"namespace": "builds"/);
+  t.notOk(check.output.includes(env.registryPassword), 'no password in the output');
+  const real = await runPlaybook({ extraVars: vars });
+  t.not(real.code, 0, 'the real run fails');
+  t.match(real.output, /cannot submit Workflows yet/);
+  t.notOk(real.output.includes(env.registryPassword), 'no password in the output');
 });

@@ -104,3 +104,20 @@ t.test('the field map was generated from the installed Argo models', async (t) =
   const generated = readFileSync(`${repoRoot}/lib/build/argo/generated/workflow-fields.ts`, 'utf8');
   t.match(generated, `from @kubernetes-models/argo-workflows ${version}.`, 'regenerate with npm run gen after changing the package');
 });
+
+t.test('the pipeline refuses what cannot go to a cluster before it contacts anything', async (t) => {
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { runPipeline } = await import('../dist/lib/pipeline/pipeline.js');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wf-images-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(path.join(dir, 'solo'));
+  writeFileSync(path.join(dir, 'solo', 'Dockerfile'), 'FROM scratch\nCOPY Dockerfile /\n');
+  writeFileSync(path.join(dir, 'solo', 'image.yaml'), 'name: solo\ndisplay_name: solo\ndescription: one image\ncategory: test\n');
+  // A registry nobody listens on: reaching it would fail differently.
+  const base = { imagesDir: dir, registry: '127.0.0.1:9', executor: 'kubernetes', register: false };
+  await t.rejects(runPipeline({ ...base, buildArgs: { TOKEN: 'a-secret-value' }, secretBuildArgs: ['TOKEN'] }, { checkMode: true }), { code: 'ERR_INVALID_OPTIONS', message: /secretBuildArgs \(TOKEN\) cannot go to a cluster build/ });
+  await t.rejects(runPipeline(base), { code: 'ERR_WORKFLOW', message: /cannot submit Workflows yet/ });
+  await t.rejects(runPipeline({ ...base, kubernetes: { namespace: 'Not_A_Namespace' } }, { checkMode: true }), { code: 'ERR_INVALID_OPTIONS', message: /kubernetes\.namespace/ });
+});

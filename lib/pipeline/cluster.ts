@@ -15,7 +15,7 @@ import { explicitLabels } from '../build/incremental.js';
 import { contextImageFor, pushContextImage } from '../build/argo/context-image.js';
 import { renderWorkflow, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
 import { validateWorkflow } from '../build/argo/validate.js';
-import type { ImageRun, RunContext } from './image.js';
+import { errorSummary, type ImageRun, type RunContext } from './image.js';
 import type { KubernetesExecutorOptions, PipelineOptions } from '../options/generated/types.js';
 
 export interface ClusterWorkflowResult {
@@ -71,27 +71,43 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
   const indexes: WorkflowIndex[] = [];
   const contexts: ClusterWorkflowResult['contexts'] = [];
   const client = await ctx.clients.get(registry);
+  // An image the Workflow cannot build fails alone; the images built on it are left out too.
+  const dropped = new Set<string>();
+  const drop = (run: ImageRun, status: 'failed' | 'skipped', error: unknown, reason: string): void => {
+    dropped.add(run.job.name);
+    run.result.status = status;
+    run.result.changed = false;
+    run.result.reason = reason;
+    if (error) run.result.error = errorSummary(error);
+    emit(ctx.controls, { type: 'warning', message: `${run.job.name} ${status}: ${reason}` });
+  };
   for (const run of live) {
     const details = run.platformDetails();
+    const blocked = run.job.dependsOn.filter((d) => dropped.has(d));
+    if (blocked.length > 0) {
+      drop(run, 'skipped', undefined, `builds on ${blocked.join(', ')}, which the Workflow cannot build`);
+      continue;
+    }
     if (!rebuilds(run)) continue;
     const scan = run.contextScan!;
     const repository = `${registry}/${run.job.repository}`;
     const buildArgs = run.job.build.buildArgs ?? {};
-    const context = await contextImageFor(registry, run.job.repository, scan);
-    const state = await pushContextImage(client, context, scan, { dryRun: true });
-    contexts.push({ image: run.job.name, reference: context.reference, upload: !state.existed });
 
     // The image of this run the first FROM names is built FROM its digest; any other image of
     // the run it builds on must already be in the registry (buildah replaces only the first FROM).
     const fromRun = byTag.get(firstFrom(scan.dockerfile, buildArgs) ?? '');
     const from: WorkflowBase | undefined = fromRun ? { image: fromRun.job.name, repository: `${registry}/${fromRun.job.repository}`, digest: fromRun.result.digest } : undefined;
-    for (const other of run.job.dependsOn.map((d) => byName.get(d)).filter((r): r is ImageRun => Boolean(r) && r !== fromRun)) {
-      if (rebuilds(other)) {
-        throw new ThinkubeImageError('ERR_WORKFLOW', `${run.job.name} builds on ${other.job.name} (rebuilt by this run) in a stage other than the first or through COPY --from: a cluster build can only take the first FROM from the same Workflow`, {
-          hint: `Build ${other.job.name} first (images: [${other.job.name}]), then ${run.job.name}; or build them with executor local`,
-        });
-      }
+    const unreachable = run.job.dependsOn.map((d) => byName.get(d)).find((r): r is ImageRun => Boolean(r) && r !== fromRun && rebuilds(r as ImageRun));
+    if (unreachable) {
+      const error = new ThinkubeImageError('ERR_WORKFLOW', `${run.job.name} builds on ${unreachable.job.name} (rebuilt by this run) in a stage other than the first or through COPY --from: a cluster build takes only the first FROM from the same Workflow`, {
+        hint: `Build ${unreachable.job.name} first (images: [${unreachable.job.name}]), then ${run.job.name}; or build them with executor local`,
+      });
+      drop(run, 'failed', error, error.fullMessage);
+      continue;
     }
+    const context = await contextImageFor(registry, run.job.repository, scan);
+    const state = await pushContextImage(client, context, scan, { dryRun: true });
+    contexts.push({ image: run.job.name, reference: context.reference, upload: !state.existed });
     const resources = run.job.metadata?.metadata;
     for (const d of details.filter((v) => !v.reused)) {
       const certain = !d.plan.uncertain;
