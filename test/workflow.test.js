@@ -13,7 +13,7 @@ import { repoRoot } from './helpers/env.js';
 
 const settings = validate('kubernetes-executor.schema.json', {});
 const context = (image) => ({ registry: 'harbor.example.com', repository: `library/${image}-context`, tag: 'ctx-0123', reference: `harbor.example.com/library/${image}-context:ctx-0123`, contextDigest: 'sha256:0123', dockerfile: 'Dockerfile' });
-const build = (image, extra = {}) => ({ image, repository: `harbor.example.com/library/${image}`, inputTag: `harbor.example.com/library/${image}:in-abc`, inputDigest: 'sha256:abc', context: context(image), buildArgs: { HARBOR_REGISTRY: 'harbor.example.com' }, labels: {}, ...extra });
+const build = (image, extra = {}) => ({ image, repository: `harbor.example.com/library/${image}`, cache: `harbor.example.com/library/${image}/cache`, inputTag: `harbor.example.com/library/${image}:in-abc`, inputDigest: 'sha256:abc', context: context(image), buildArgs: { HARBOR_REGISTRY: 'harbor.example.com' }, labels: {}, ...extra });
 const plan = (builds, indexes = [], extra = {}) => ({ registry: 'harbor.example.com', builds, indexes, settings: { ...settings, ...extra } });
 const clone = (value) => JSON.parse(JSON.stringify(value));
 
@@ -96,6 +96,9 @@ t.test('shell quoting survives quotes, dollars and newlines', async (t) => {
   t.equal(shellQuote(`it's $HOME\n`), `'it'\\''s $HOME\n'`);
   const script = buildStepScript({ contextImage: 'r/c:ctx-1', dockerfile: 'Dockerfile', destination: 'r/x:in-1', cacheRepository: 'r/x/cache', buildArgs: { A: `a'b $c` }, labels: {}, tlsVerify: true });
   t.match(script, `'--build-arg' 'A=a'\\''b $c'`);
+  const uncached = buildStepScript({ contextImage: 'r/c:ctx-1', dockerfile: 'Dockerfile', destination: 'r/x:in-1', cacheRepository: 'r/x/cache', noCache: true, buildArgs: {}, labels: {}, tlsVerify: true });
+  t.match(uncached, "'--no-cache'");
+  t.notMatch(uncached, /cache-from|cache-to/, 'noCache: no registry cache either');
 });
 
 t.test('the field map was generated from the installed Argo models', async (t) => {

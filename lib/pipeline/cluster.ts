@@ -16,7 +16,7 @@ import { contextImageFor, pushContextImage } from '../build/argo/context-image.j
 import { renderWorkflow, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
 import { validateWorkflow } from '../build/argo/validate.js';
 import { errorSummary, type ImageRun, type RunContext } from './image.js';
-import type { KubernetesExecutorOptions, PipelineOptions } from '../options/generated/types.js';
+import type { PipelineOptions } from '../options/generated/types.js';
 
 export interface ClusterWorkflowResult {
   /** The rendered, validated Workflow; absent when the registry already holds every build. */
@@ -122,6 +122,9 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
         buildArgs,
         labels: { ...explicitLabels(buildOptions), ...(run.job.build.labels ?? {}), ...(certain ? { [INPUT_DIGEST_LABEL]: d.plan.inputDigest } : {}) },
         target: run.job.build.target,
+        // Thinkube's CI layout: every layer in <repository>/cache, read before a step runs.
+        cache: run.job.build.noCache ? undefined : `${repository}/cache`,
+        noCache: run.job.build.noCache,
         from,
         resources: { cpu: resources?.cpu_limit, memory: resources?.mem_limit },
       });

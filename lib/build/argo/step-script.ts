@@ -27,8 +27,10 @@ export interface BuildStep {
   dockerfile: string;
   /** Pushed to (registry/repository:tag). */
   destination: string;
-  /** Layer cache repository (registry/repository/cache), read and written. */
-  cacheRepository: string;
+  /** Layer cache repository (registry/repository/cache), read and written; unset: no registry cache. */
+  cacheRepository?: string;
+  /** Build without any cache (the pipeline's noCache). */
+  noCache?: boolean;
   /** linux/<arch>[/variant]; unset: the node's own platform. */
   platform?: string;
   buildArgs: Record<string, string>;
@@ -45,7 +47,7 @@ export function buildStepScript(step: BuildStep): string {
   const tls = tlsFlag(step.tlsVerify);
   const build = [
     'buildah', 'build', '--isolation', 'chroot', '--storage-driver', 'overlay', '--layers',
-    '--cache-from', step.cacheRepository, '--cache-to', step.cacheRepository,
+    ...(step.noCache ? ['--no-cache'] : step.cacheRepository ? ['--cache-from', step.cacheRepository, '--cache-to', step.cacheRepository] : []),
     ...(step.platform ? ['--platform', step.platform] : []),
     ...tls,
     ...Object.entries(step.buildArgs).sort(([a], [b]) => a.localeCompare(b)).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),

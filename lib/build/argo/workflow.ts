@@ -50,6 +50,9 @@ export interface WorkflowBuild {
   target?: string;
   /** The image of this run the first FROM names, when there is one. */
   from?: WorkflowBase;
+  /** The registry layer cache (registry/repository/cache); unset: none. */
+  cache?: string;
+  noCache?: boolean;
   /** From image.yaml: cpu_limit (cores) and mem_limit (e.g. 8G). */
   resources?: { cpu?: number; memory?: string };
 }
@@ -145,7 +148,8 @@ export function renderWorkflow(plan: WorkflowPlan): IWorkflow | undefined {
       contextImage: b.context.reference,
       dockerfile: b.context.dockerfile,
       destination,
-      cacheRepository: `${b.repository}/cache`,
+      cacheRepository: b.cache,
+      noCache: b.noCache,
       platform: b.platform,
       buildArgs: b.buildArgs,
       labels: b.labels,
