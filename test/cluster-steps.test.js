@@ -49,7 +49,7 @@ const options = (dir) => ({ imagesDir: dir, registry: env.registryAuth, project,
 t.test('check mode renders one valid Workflow; its tasks run for real with buildah', async (t) => {
   const dir = imagesDir(t);
   const result = await runPipeline(options(dir), { checkMode: true });
-  t.equal(result.failed, false, JSON.stringify(result.images.map((i) => i.error ?? i.reason)));
+  if (!t.equal(result.failed, false, 'no image fails the plan')) t.comment(JSON.stringify(result.images.map((i) => i.error ?? i.reason)));
   const wf = result.workflow?.manifest;
   t.ok(wf, 'a Workflow is rendered');
   t.same(workflowProblems(wf), [], 'valid for Argo and Kubernetes');
@@ -100,9 +100,12 @@ t.test('check mode renders one valid Workflow; its tasks run for real with build
 
   // Nothing changed: the same step in a new storage root takes its layers from the registry cache.
   const second = await runStep(wf, 'build-base', { secrets, workflowUid: uid });
-  t.equal(second.code, 0, second.output.slice(-2000));
+  if (!t.equal(second.code, 0, 'the second build succeeds')) t.comment(second.output.slice(-2000));
   t.notMatch(second.output, /RANMARK/, 'the RUN step did not run again');
-  t.match(second.output, /Cache pulled from remote/, 'layers came from the registry cache');
+  // Every step after FROM (COPY, RUN and the labels) comes from the registry; none is made again.
+  const steps = Number(/STEP 1\/(\d+):/.exec(second.output)?.[1]);
+  t.ok(steps >= 3, `${steps} steps`);
+  t.equal(second.output.match(/Cache pulled from remote/g)?.length, steps - 1, 'every step after FROM came from the registry cache');
   const again = await registry.headManifest(`${project}/base`, baseTag.split(':').pop());
   t.equal(again.digest, second.outputs.digest, "the rebuilt base's digest is the registry's");
 });
@@ -137,7 +140,7 @@ t.test('the CLI in check mode prints a Workflow that validates, and no secret', 
     env: { ...process.env, REG_PASSWORD: env.registryPassword },
     encoding: 'utf8',
   });
-  t.equal(run.status, 0, run.stderr.slice(-2000));
+  if (!t.equal(run.status, 0, 'the CLI succeeds')) t.comment(run.stderr.slice(-2000));
   const result = JSON.parse(run.stdout);
   const wf = result.workflow.manifest;
   t.equal(wf.apiVersion, 'argoproj.io/v1alpha1', 'the manifest keeps its own field names');
@@ -161,7 +164,7 @@ t.test('the playbook with build_executor=kubernetes: check mode renders the Work
     build_kubernetes: { namespace: 'builds' },
   };
   const check = await runPlaybook({ extraVars: vars, args: ['--check', '-v'] });
-  t.equal(check.code, 0, check.output.slice(-3000));
+  if (!t.equal(check.code, 0, 'the check run succeeds')) t.comment(check.output.slice(-3000));
   t.match(check.output, /"apiVersion": "argoproj.io\/v1alpha1"/, 'the module returns the Workflow with its own field names');
   t.match(check.output, /"namespace": "builds"/);
   t.notOk(check.output.includes(env.registryPassword), 'no password in the output');

@@ -12,6 +12,7 @@ import { globalArgs, parseDockerfile, resolveFrom, stages } from '../source/dock
 import { INPUT_DIGEST_LABEL } from '../source/input-digest.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
 import { explicitLabels } from '../build/incremental.js';
+import { layerCacheRepository } from '../build/layer-cache.js';
 import { contextImageFor, pushContextImage } from '../build/argo/context-image.js';
 import { renderWorkflow, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
 import { validateWorkflow } from '../build/argo/validate.js';
@@ -123,7 +124,7 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
         labels: { ...explicitLabels(buildOptions), ...(run.job.build.labels ?? {}), ...(certain ? { [INPUT_DIGEST_LABEL]: d.plan.inputDigest } : {}) },
         target: run.job.build.target,
         // Thinkube's CI layout: every layer in <repository>/cache, read before a step runs.
-        cache: run.job.build.noCache ? undefined : `${repository}/cache`,
+        cache: layerCacheRepository(buildOptions),
         noCache: run.job.build.noCache,
         from,
         resources: { cpu: resources?.cpu_limit, memory: resources?.mem_limit },
