@@ -29,6 +29,12 @@ export type { BuildExecutor, BuildRequest, BuiltImage } from './build/executor.j
 export { EnginesExecutor, type EnginesExecutorOptions } from './build/engines-executor.js';
 export { EnginePool, parsePlatform, formatPlatform, platformMatches, type EngineStats, type Platform } from './engine/pool.js';
 export { connectEngine, checkEngine, resolveEngineAddress, DEFAULT_ENGINE_HOST, type Engine } from './engine/engine.js';
+export { ClusterExecutor } from './build/argo/executor.js';
+export { renderWorkflow, type IWorkflow, type WorkflowPlan, type WorkflowBuild, type WorkflowIndex, type WorkflowBase } from './build/argo/workflow.js';
+export { validateWorkflow, workflowProblems } from './build/argo/validate.js';
+export { contextImageFor, pushContextImage, type ContextImage, type ContextImagePush } from './build/argo/context-image.js';
+export { buildStepScript, indexStepScript, type BuildStep, type IndexStep } from './build/argo/step-script.js';
+export type { ClusterWorkflowResult } from './pipeline/cluster.js';
 
 // The steps on their own.
 export { buildImage, runBuild, ociLabels, type BuildResult } from './build/build.js';

@@ -30,6 +30,10 @@ for (const { file, module } of entries) {
     target: 'node22',
     // ssh2's optional native speed-ups; it works without them.
     external: ['cpu-features', '*.node'],
+    // ajv-formats-draft2019 (under the Kubernetes models' validators) requires "punycode", which
+    // Node resolves to its deprecated core module (a warning on every module run outside
+    // node_modules): bundle the npm package it declares instead.
+    alias: { punycode: 'punycode/' },
     banner: {
       // WANT_JSON tells Ansible to pass the arguments as a JSON file; CommonJS dependencies
       // inside an ES module bundle need a require().

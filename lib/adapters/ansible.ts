@@ -143,8 +143,8 @@ export function readAnsibleArgs(file: string, schema: SchemaFile): AnsibleArgs {
   };
 }
 
-/** Result keys are snake_case; data maps (labels, build args, metadata) keep their own keys. */
-const OPAQUE_KEYS = new Set(['labels', 'build_args', 'metadata', 'before', 'after']);
+/** Result keys are snake_case; data maps (labels, build args, metadata) and Kubernetes manifests keep their own keys. */
+const OPAQUE_KEYS = new Set(['labels', 'build_args', 'metadata', 'before', 'after', 'manifest']);
 
 export function toSnakeKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(toSnakeKeys);

@@ -95,7 +95,7 @@ async function baseDigest(engine: Engine | undefined, clients: Clients, referenc
 }
 
 /** OCI labels the caller chose (not derived from the clock or git): they are inputs like labels. */
-function explicitLabels(options: BuildOptions): Record<string, string> {
+export function explicitLabels(options: BuildOptions): Record<string, string> {
   if (options.ociLabels === false) return {};
   const out: Record<string, string> = {};
   if (options.title !== undefined) out['org.opencontainers.image.title'] = options.title;

@@ -22,13 +22,22 @@ function readsJsonLists(version: string): boolean {
   return major > 4 || (major === 4 && minor >= 4);
 }
 
+/**
+ * The layer cache repository of a build (registry/repository/cache of its first tag), or
+ * undefined when switched off or noCache. Buildah reads it the same on Podman and in a build pod.
+ */
+export function layerCacheRepository(options: Pick<BuildOptions, 'tags' | 'noCache' | 'registryLayerCache'>): string | undefined {
+  if (options.registryLayerCache === false || options.noCache || options.tags.length === 0) return undefined;
+  const ref = parseReference(options.tags[0] as string);
+  return `${ref.registry}/${ref.repository}/cache`;
+}
+
 /** The registry layer cache a build of these options uses on this engine, or undefined (not Podman, switched off, noCache). */
 export async function registryLayerCache(engine: Engine, options: Pick<BuildOptions, 'tags' | 'noCache' | 'registryLayerCache'>): Promise<LayerCache | undefined> {
-  if (options.registryLayerCache === false || options.noCache || options.tags.length === 0) return undefined;
+  const repository = layerCacheRepository(options);
+  if (!repository) return undefined;
   const product = await engineProduct(engine);
   if (product.name !== 'podman') return undefined;
-  const ref = parseReference(options.tags[0] as string);
-  const repository = `${ref.registry}/${ref.repository}/cache`;
   const value = readsJsonLists(product.version) ? JSON.stringify([repository]) : repository;
   return { repository, query: { cacheto: value, cachefrom: value } };
 }

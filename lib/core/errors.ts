@@ -33,7 +33,8 @@ export type ErrorCode =
   | 'ERR_KUBE_FORBIDDEN'
   | 'ERR_KUBE'
   | 'ERR_MANIFEST_INVALID'
-  | 'ERR_REGISTRATION_NOT_VISIBLE';
+  | 'ERR_REGISTRATION_NOT_VISIBLE'
+  | 'ERR_WORKFLOW';
 
 export interface ErrorDetails {
   [key: string]: unknown;

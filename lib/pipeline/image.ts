@@ -473,6 +473,11 @@ export class ImageRun {
     return parts.join('; ');
   }
 
+  /** The scanned context, once planned. */
+  get contextScan(): ContextScan | undefined {
+    return this.#scan;
+  }
+
   /** Each platform's build as it went: the plan, the image reused or built, its manifest entry. */
   platformDetails(): Array<{ platform: string | undefined; plan: InputPlan; reused: boolean; unusable?: string; built?: BuiltImage; entry?: IndexEntry; startedAt?: number; finishedAt?: number }> {
     return this.#variants.map((v) => ({ platform: v.platform, plan: v.plan, reused: v.reuse, unusable: v.unusable, built: v.built, entry: v.entry, startedAt: v.startedAt, finishedAt: v.finishedAt }));

@@ -15,11 +15,13 @@ import { lintImages } from '../source/lint.js';
 import { isValidTag } from '../registry/reference.js';
 import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
+import { ClusterExecutor, submissionUnavailable } from '../build/argo/executor.js';
 import type { BuildExecutor } from '../build/executor.js';
 import type { EngineStats } from '../engine/pool.js';
 import { harborClientFor } from '../harbor/connect.js';
 import { resolveCredentials } from '../registry/connect.js';
 import { runGraph, type GraphTask } from './graph.js';
+import { checkClusterOptions, kubernetesSettings, renderRunWorkflow, type ClusterWorkflowResult } from './cluster.js';
 import { ImageRun, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
 
@@ -35,6 +37,8 @@ export interface PipelineResult {
   warnings: string[];
   /** Where the builds ran: per engine, builds given and most at once. */
   engines: EngineStats[];
+  /** executor kubernetes: the Workflow of the run's builds. */
+  workflow?: ClusterWorkflowResult;
 }
 
 export interface PipelineControls extends OperationControls {
@@ -107,7 +111,14 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const byName = new Map(catalog.images.map((i) => [i.name, i]));
   const inRun = new Set(selected);
 
-  const executor: BuildExecutor = new EnginesExecutor({
+  const cluster = options.executor === 'kubernetes';
+  const settings = cluster ? kubernetesSettings(options) : undefined;
+  if (cluster) {
+    checkClusterOptions(options);
+    // The Workflow is rendered; submitting it is the Kubernetes client's part, not here yet.
+    if (!dryRun) throw submissionUnavailable();
+  }
+  const executor: BuildExecutor = cluster ? new ClusterExecutor() : new EnginesExecutor({
     engines: options.engines,
     engine: options.engine,
     concurrency: options.concurrency,
@@ -152,8 +163,10 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   }
 
   const concurrency = options.concurrency ?? executor.capacity;
+  let workflow: ClusterWorkflowResult | undefined;
   try {
     await runJobs([...runs.values()], concurrency, controls.signal);
+    if (settings) workflow = await renderRunWorkflow([...runs.values()], ctx, settings);
   } finally {
     ctx.warnings.push(...(await executor.close()));
   }
@@ -176,6 +189,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     durationMs: Date.now() - started,
     warnings: ctx.warnings,
     engines: executor.stats(),
+    ...(workflow ? { workflow } : {}),
   };
 }
 

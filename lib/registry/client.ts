@@ -335,6 +335,33 @@ export class RegistryClient {
   }
 
   /**
+   * Upload a blob in one request (POST an upload session, PUT the bytes with their digest), unless
+   * the repository already has it. For small blobs (a config, a build context layer): the body is
+   * held in memory. Returns its digest and whether bytes went over the wire.
+   */
+  async putBlob(repository: string, body: Buffer): Promise<{ digest: string; uploaded: boolean }> {
+    checkRepository(repository);
+    if (!Buffer.isBuffer(body)) throw invalidArgument('body', 'must be a Buffer');
+    const digest = sha256Digest(body);
+    if (await this.blobExists(repository, digest)) return { digest, uploaded: false };
+    const what = `blob upload to ${repository}`;
+    const scope = `repository:${repository}:pull,push`;
+    const started = await this.send('POST', `/v2/${repository}/blobs/uploads/`, { scope, what });
+    if (started.status !== 202) this.expectOk(started);
+    const location = started.header('location');
+    if (!location) throw this.failure('ERR_REGISTRY', `Registry ${this.registry} started the ${what} without a Location`, 'Check that the address points at an OCI registry', {});
+    const url = new URL(location, this.baseUrl);
+    // Credentials go only to the registry itself.
+    if (url.origin !== new URL(this.baseUrl).origin) {
+      throw this.failure('ERR_REGISTRY', `Registry ${this.registry} sent the ${what} to another host (${url.origin})`, 'Upload through a registry that keeps uploads on its own address', {});
+    }
+    url.searchParams.set('digest', digest);
+    const put = await this.send('PUT', url.pathname + url.search, { scope, what, body, headers: { 'content-type': 'application/octet-stream' } });
+    this.expectOk(put);
+    return { digest, uploaded: true };
+  }
+
+  /**
    * GET a small blob (an image config) whole, checking its digest. Refuses blobs over `maxBytes`:
    * layers are never fetched through this client.
    */

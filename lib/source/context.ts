@@ -227,9 +227,10 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
 
 /**
  * A tar stream of exactly the scanned entries, read from disk as it is consumed (never buffered
- * whole). Owners are zeroed like the Docker CLI does.
+ * whole). Owners are zeroed like the Docker CLI does; `mtime` sets every entry's time (the same
+ * files then give the same bytes, as a context shipped as an image layer wants).
  */
-export function packContext(scan: ContextScan): Readable {
+export function packContext(scan: ContextScan, options: { mtime?: Date } = {}): Readable {
   // Like the Docker CLI: a Dockerfile from outside the context goes in under a generated name and
   // the .dockerignore sent lists that name, so the engine drops it before COPY . can see it.
   const ignoreEntry = scan.entries.find((e) => e.path === '.dockerignore');
@@ -238,7 +239,7 @@ export function packContext(scan: ContextScan): Readable {
     entries: entries.map((e) => e.path),
     // The scan already decided every entry; stop tar-fs from walking folders again.
     ignore: () => true,
-    map: (header) => Object.assign(header, { uid: 0, gid: 0, uname: '', gname: '' }),
+    map: (header) => Object.assign(header, { uid: 0, gid: 0, uname: '', gname: '' }, options.mtime ? { mtime: options.mtime } : {}),
     finalize: !scan.dockerfileOutside,
     finish: scan.dockerfileOutside
       ? (pack) => {

@@ -37,6 +37,8 @@ export async function run(raw: Record<string, unknown>, context: CommandContext)
     summary: result.images.map(summaryLine),
     images: result.images,
     order: result.order,
+    // executor kubernetes: the rendered Workflow (check mode: not submitted).
+    ...(result.workflow ? { workflow: result.workflow } : {}),
     duration: result.durationMs / 1000,
   };
 }

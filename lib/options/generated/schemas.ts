@@ -1058,6 +1058,104 @@ export const schemaDocuments = {
       }
     }
   },
+  "kubernetes-executor.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://schemas.thinkube.io/custom-images/kubernetes-executor.schema.json",
+    "title": "KubernetesExecutorOptions",
+    "description": "Builds on a Kubernetes cluster with Argo Workflows: the plan becomes one Workflow (a DAG) of Buildah pods, one per image and platform on a node of that architecture, as Thinkube's CI builds. Only Secret names go into the Workflow, never credentials.",
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+      "namespace": {
+        "description": "Namespace the Workflow runs in (Argo Workflows watches it; Thinkube's CI uses argo).",
+        "type": "string",
+        "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        "errorMessage": "must be a Kubernetes namespace name (lowercase letters, digits and '-', at most 63)",
+        "default": "argo"
+      },
+      "serviceAccount": {
+        "description": "Service account the build pods run as (it needs only what Argo's executor needs: see the README's RBAC section).",
+        "type": "string",
+        "pattern": "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        "errorMessage": "must be a Kubernetes service account name (lowercase letters, digits, '-' and '.')",
+        "default": "thinkube-image-builder"
+      },
+      "builderImage": {
+        "description": "Image of the build pods (Buildah). {registry} stands for the pipeline's registry: the default is Harbor's mirror of Buildah, as Thinkube's CI uses.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "pattern": "^[^\\s]+$",
+        "errorMessage": "must be an image reference without spaces, e.g. {registry}/library/buildah:v1.43.4",
+        "default": "{registry}/library/buildah:v1.43.4"
+      },
+      "registryAuthSecret": {
+        "title": "RegistryAuthSecret",
+        "description": "The dockerconfigjson Secret (in the namespace) holding the registry credentials the build pods pull and push with; mounted read-only and named by REGISTRY_AUTH_FILE.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "name": {
+            "description": "Name of the Secret.",
+            "type": "string",
+            "pattern": "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+            "errorMessage": "must be a Kubernetes Secret name",
+            "default": "harbor-docker-config"
+          },
+          "key": {
+            "description": "Key of the Secret holding the Docker config JSON.",
+            "type": "string",
+            "pattern": "^[-._a-zA-Z0-9]{1,253}$",
+            "errorMessage": "must be a Secret key (letters, digits, '-', '_', '.')",
+            "default": "config.json"
+          }
+        },
+        "default": {}
+      },
+      "nodeSelectorKey": {
+        "description": "Node label whose value is the architecture a build task is pinned to.",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 316,
+        "default": "kubernetes.io/arch"
+      },
+      "nativePlatform": {
+        "description": "Platform of the nodes that build images naming no platforms (a single-platform image, built without --platform on a node of this architecture).",
+        "$ref": "engine-pool.schema.json#/definitions/platform",
+        "default": "linux/amd64"
+      },
+      "appName": {
+        "description": "Value of the thinkube.io/app-name label on the Workflow and its pods (thinkube-control's CI/CD view and the Argo UI group runs by it).",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+        "errorMessage": "must be a Kubernetes label value (at most 63 letters, digits, '-', '_', '.')",
+        "default": "thinkube-custom-images"
+      },
+      "ttlSecondsAfterFinished": {
+        "description": "Argo deletes the finished Workflow (and its pods) after this many seconds.",
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 31536000,
+        "default": 86400
+      },
+      "podGcStrategy": {
+        "description": "When Argo deletes a build pod: OnPodSuccess keeps failed pods (for their logs) until the Workflow's TTL.",
+        "type": "string",
+        "enum": [
+          "OnPodCompletion",
+          "OnPodSuccess",
+          "OnWorkflowCompletion",
+          "OnWorkflowSuccess"
+        ],
+        "default": "OnPodSuccess"
+      },
+      "printWorkflow": {
+        "description": "Also print the rendered Workflow (YAML) on the progress output (stderr); the result always carries it.",
+        "type": "boolean",
+        "default": false
+      }
+    }
+  },
   "lint-options.schema.json": {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "$id": "https://schemas.thinkube.io/custom-images/lint-options.schema.json",
@@ -1348,6 +1446,18 @@ export const schemaDocuments = {
       },
       "retry": {
         "$ref": "common.schema.json#/definitions/retry"
+      },
+      "executor": {
+        "description": "Where the builds run: local (the engine, or the engines option) or kubernetes (one Argo Workflow of Buildah pods; see the kubernetes option). Check mode with kubernetes renders the Workflow and submits nothing.",
+        "type": "string",
+        "enum": [
+          "local",
+          "kubernetes"
+        ],
+        "default": "local"
+      },
+      "kubernetes": {
+        "$ref": "kubernetes-executor.schema.json"
       },
       "engine": {
         "$ref": "common.schema.json#/definitions/engine"

@@ -536,6 +536,58 @@ export interface ImageMetadata {
   metadata?: ImageResourceMetadata;
 }
 /**
+ * Builds on a Kubernetes cluster with Argo Workflows: the plan becomes one Workflow (a DAG) of Buildah pods, one per image and platform on a node of that architecture, as Thinkube's CI builds. Only Secret names go into the Workflow, never credentials.
+ */
+export interface KubernetesExecutorOptions {
+  /**
+   * Namespace the Workflow runs in (Argo Workflows watches it; Thinkube's CI uses argo).
+   */
+  namespace?: string;
+  /**
+   * Service account the build pods run as (it needs only what Argo's executor needs: see the README's RBAC section).
+   */
+  serviceAccount?: string;
+  /**
+   * Image of the build pods (Buildah). {registry} stands for the pipeline's registry: the default is Harbor's mirror of Buildah, as Thinkube's CI uses.
+   */
+  builderImage?: string;
+  registryAuthSecret?: RegistryAuthSecret;
+  /**
+   * Node label whose value is the architecture a build task is pinned to.
+   */
+  nodeSelectorKey?: string;
+  nativePlatform?: PlatformName;
+  /**
+   * Value of the thinkube.io/app-name label on the Workflow and its pods (thinkube-control's CI/CD view and the Argo UI group runs by it).
+   */
+  appName?: string;
+  /**
+   * Argo deletes the finished Workflow (and its pods) after this many seconds.
+   */
+  ttlSecondsAfterFinished?: number;
+  /**
+   * When Argo deletes a build pod: OnPodSuccess keeps failed pods (for their logs) until the Workflow's TTL.
+   */
+  podGcStrategy?: 'OnPodCompletion' | 'OnPodSuccess' | 'OnWorkflowCompletion' | 'OnWorkflowSuccess';
+  /**
+   * Also print the rendered Workflow (YAML) on the progress output (stderr); the result always carries it.
+   */
+  printWorkflow?: boolean;
+}
+/**
+ * The dockerconfigjson Secret (in the namespace) holding the registry credentials the build pods pull and push with; mounted read-only and named by REGISTRY_AUTH_FILE.
+ */
+export interface RegistryAuthSecret {
+  /**
+   * Name of the Secret.
+   */
+  name?: string;
+  /**
+   * Key of the Secret holding the Docker config JSON.
+   */
+  key?: string;
+}
+/**
  * Check an images folder before anything is built: pinned requirements, ARG HARBOR_REGISTRY before the FROM lines that use it, no template syntax, COPY/ADD sources present after .dockerignore, image.yaml against the schema, exactly one default image, the dependency graph, version clashes with base images.
  */
 export interface LintCommandOptions {
@@ -756,6 +808,11 @@ export interface PipelineOptions {
    */
   maxContextBytes?: number;
   retry?: RetryOptions;
+  /**
+   * Where the builds run: local (the engine, or the engines option) or kubernetes (one Argo Workflow of Buildah pods; see the kubernetes option). Check mode with kubernetes renders the Workflow and submits nothing.
+   */
+  executor?: 'local' | 'kubernetes';
+  kubernetes?: KubernetesExecutorOptions;
   engine?: EngineOptions;
   engines?: EngineSpecs;
   /**
