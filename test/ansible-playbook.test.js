@@ -197,7 +197,7 @@ t.test('with a kubeconfig: the ConfigMap is written through the Kubernetes API a
   const check = await runPlaybook({ extraVars: vars, args: ['--check'] });
   t.equal(check.code, 0, `check run succeeds:\n${check.output.slice(-3000)}`);
   t.equal(recap(check.output)?.changed, 0, 'check mode predicts changed=0');
-  for (const name of names) t.match(check.output, new RegExp(`${name}: planned, changed=false, .*registration unchanged`));
+  for (const name of names) t.match(check.output, new RegExp(`${name}: planned sha256:[0-9a-f]{64}, changed=false - .*registration unchanged`));
   const second = await runPlaybook({ extraVars: vars });
   t.equal(second.code, 0, `second run succeeds:\n${second.output.slice(-3000)}`);
   t.equal(recap(second.output)?.changed, 0, 'second run: changed=0');
