@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Generates lib/options/generated/{schemas,types}.ts from schemas/*.schema.json, the single source of
-// truth for options. `--check` exits 1 when the generated files are stale (used by the tests).
+// Generates lib/options/generated/{schemas,types,validators}.ts from schemas/*.schema.json, the single
+// source of truth for options. `--check` exits 1 when the generated files are stale (used by the tests).
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,66 @@ function dedupeAliases(text) {
     out = out.replace(new RegExp(`\\b${name}\\b`, 'g'), base);
   }
   return out;
+}
+
+/**
+ * The ajv instance every validator is compiled with. allErrors is required by ajv-errors; strict
+ * keeps typos in the schemas from passing silently; useDefaults fills in the schema defaults.
+ */
+async function makeAjv(docs) {
+  const { Ajv } = await import('ajv');
+  const { default: ajvErrors } = await import('ajv-errors');
+  const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true, code: { source: true, esm: true } });
+  ajv.addKeyword('x-secret');
+  ajv.addKeyword('x-ansible');
+  // Read by the type generator only (names the TypeScript type of a $ref with extra keywords).
+  ajv.addKeyword('tsType');
+  ajvErrors(ajv);
+  for (const doc of Object.values(docs)) ajv.addSchema(doc);
+  return ajv;
+}
+
+/**
+ * Validators compiled ahead of time (ajv's standalone code): compiling the schemas at start-up cost
+ * every process about 150 ms of CPU. One factory per schema file, called on its first validation,
+ * so that a process compiles (and V8 fully parses) only the validators it uses. A factory returns
+ * the file's root validator, one per definition, and for a file with properties its `partial`:
+ * the same properties, none required, which validate() uses for a part (`pick`) of the options.
+ */
+async function generateValidators(docs) {
+  const { default: standalone } = await import('ajv/dist/standalone/index.js');
+  const runtime = new Map(); // ajv runtime module -> import name
+  const factories = [];
+  for (const [file, doc] of Object.entries(docs)) {
+    const ajv = await makeAjv(docs);
+    const refs = { root: doc.$id };
+    const definitions = Object.keys(doc.definitions ?? {});
+    definitions.forEach((name, i) => (refs[`d${i}`] = `${doc.$id}#/definitions/${name}`));
+    if (doc.properties) {
+      ajv.addSchema({ $id: `${doc.$id}?partial`, definitions: doc.definitions, type: 'object', additionalProperties: false, properties: doc.properties });
+      refs.partial = `${doc.$id}?partial`;
+    }
+    let code = standalone(ajv, refs).replace(/^"use strict";/, '');
+    code = code.replace(/const (func\d+) = require\("([^"]+)"\)\.default;/g, (_, name, module) => {
+      if (!runtime.has(module)) runtime.set(module, `runtime${runtime.size}`);
+      // A CommonJS module imported from ESM: its exports object (whose `default` is the function).
+      return `const ${name} = ${runtime.get(module)}.default ?? ${runtime.get(module)};`;
+    });
+    code = code.replace(/export const (\w+) = (\w+);/g, 'out.$1 = $2;');
+    if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
+    const defs = definitions.map((name, i) => `${JSON.stringify(name)}: out.d${i}`).join(', ');
+    factories.push(`  ${JSON.stringify(file)}: () => {\n    const out: Record<string, Validator> = {};\n${code}\n    return { root: out.root, definitions: { ${defs} }${doc.properties ? ', partial: out.partial' : ''} };\n  },`);
+  }
+  const imports = [...runtime].map(([module, name]) => `import ${name} from '${module}.js';`).join('\n');
+  return (
+    banner +
+    '// @ts-nocheck: ajv standalone code.\n' +
+    `import type { ErrorObject } from 'ajv';\n${imports}\n\n` +
+    '/** A compiled validator: true when valid (defaults filled in); the problems in `errors` otherwise. */\n' +
+    'export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+    'export interface FileValidators {\n  root: Validator;\n  definitions: Record<string, Validator>;\n  partial?: Validator;\n}\n\n' +
+    `export const validatorFactories: Record<string, () => FileValidators> = {\n${factories.join('\n')}\n};\n`
+  );
 }
 
 export async function generate() {
@@ -62,7 +122,7 @@ export async function generate() {
   // The root only exists to declare every type once.
   typesTs = typesTs.replace(/export interface SchemaTypesRoot \{[\s\S]*?\n\}\n/, '');
   typesTs = dedupeAliases(typesTs);
-  return { 'schemas.ts': schemasTs, 'types.ts': typesTs };
+  return { 'schemas.ts': schemasTs, 'types.ts': typesTs, 'validators.ts': await generateValidators(docs) };
 }
 
 const check = process.argv.includes('--check');
