@@ -7,7 +7,7 @@
 //
 //   node bench/startup.js [--pairs=N]      (after npm run build; bench/run.js runs it first)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -69,7 +69,12 @@ function argsFile(dir, name, args) {
  * that ends otherwise measures the wrong thing, so the benchmark stops).
  */
 export function startupCases(dir) {
-  const module = (name) => path.join(root, 'ansible', 'library', `${name}.js`);
+  // Copied ALONE into an empty folder, as Ansible does (no package.json beside it).
+  const module = (name) => {
+    const file = path.join(dir, `AnsiballZ_${name}.cjs`);
+    copyFileSync(path.join(root, 'ansible', 'library', `${name}.cjs`), file);
+    return file;
+  };
   const images = path.join(dir, 'images');
   mkdirSync(path.join(images, 'one'), { recursive: true });
   writeFileSync(path.join(images, 'one', 'Dockerfile'), 'FROM busybox:1.36\n');

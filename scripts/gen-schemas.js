@@ -2,6 +2,7 @@
 // Generates lib/options/generated/{schemas,types,validators}.ts from schemas/*.schema.json, the single
 // source of truth for options. `--check` exits 1 when the generated files are stale (used by the tests).
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import zlib, { brotliCompressSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,15 +51,16 @@ async function makeAjv(docs) {
 
 /**
  * Validators compiled ahead of time (ajv's standalone code): compiling the schemas at start-up cost
- * every process about 150 ms of CPU. One factory per schema file, called on its first validation,
- * so that a process compiles (and V8 fully parses) only the validators it uses. A factory returns
- * the file's root validator, one per definition, and for a file with properties its `partial`:
- * the same properties, none required, which validate() uses for a part (`pick`) of the options.
+ * every process about 150 ms of CPU. The code of each schema file is kept brotli-compressed and
+ * turned into functions on the file's first validation: a process parses only the validators it
+ * uses (as source text, all of them, about 1 MB, cost every process and Ansible module ~40 ms).
+ * A file's code gives its root validator, one per definition, and for a file with properties its
+ * `partial`: the same properties, none required, which validate() uses for a part (`pick`).
  */
 async function generateValidators(docs) {
   const { default: standalone } = await import('ajv/dist/standalone/index.js');
-  const runtime = new Map(); // ajv runtime module -> import name
-  const factories = [];
+  const runtime = new Map(); // ajv runtime module -> parameter name
+  const sources = [];
   for (const [file, doc] of Object.entries(docs)) {
     const ajv = await makeAjv(docs);
     const refs = { root: doc.$id };
@@ -77,17 +79,27 @@ async function generateValidators(docs) {
     code = code.replace(/export const (\w+) = (\w+);/g, 'out.$1 = $2;');
     if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
     const defs = definitions.map((name, i) => `${JSON.stringify(name)}: out.d${i}`).join(', ');
-    factories.push(`  ${JSON.stringify(file)}: () => {\n    const out: Record<string, Validator> = {};\n${code}\n    return { root: out.root, definitions: { ${defs} }${doc.properties ? ', partial: out.partial' : ''} };\n  },`);
+    const body = `"use strict";const out = {};${code}\nreturn { root: out.root, definitions: { ${defs} }${doc.properties ? ', partial: out.partial' : ''} };`;
+    sources.push(`  ${JSON.stringify(file)}: '${brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64')}',`);
   }
+  const names = [...runtime.values()];
   const imports = [...runtime].map(([module, name]) => `import ${name} from '${module}.js';`).join('\n');
   return (
     banner +
-    '// @ts-nocheck: ajv standalone code.\n' +
-    `import type { ErrorObject } from 'ajv';\n${imports}\n\n` +
+    `import { brotliDecompressSync } from 'node:zlib';\nimport type { ErrorObject } from 'ajv';\n${imports}\n\n` +
     '/** A compiled validator: true when valid (defaults filled in); the problems in `errors` otherwise. */\n' +
     'export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
     'export interface FileValidators {\n  root: Validator;\n  definitions: Record<string, Validator>;\n  partial?: Validator;\n}\n\n' +
-    `export const validatorFactories: Record<string, () => FileValidators> = {\n${factories.join('\n')}\n};\n`
+    '/** Per schema file, the base64 of its brotli-compressed validator code. */\n' +
+    `const sources: Record<string, string> = {\n${sources.join('\n')}\n};\n\n` +
+    '/** The validators of a schema file, made from its generated code (undefined for an unknown file). */\n' +
+    'export function makeValidators(file: string): FileValidators | undefined {\n' +
+    '  const source = Object.hasOwn(sources, file) ? sources[file] : undefined;\n' +
+    '  if (source === undefined) return undefined;\n' +
+    "  const code = brotliDecompressSync(Buffer.from(source, 'base64')).toString('utf8');\n" +
+    '  // Code generated at build time from schemas/ by ajv, never from input.\n' +
+    `  return new Function(${names.map((n) => `'${n}'`).join(', ')}, code)(${names.join(', ')}) as FileValidators;\n` +
+    '}\n'
   );
 }
 

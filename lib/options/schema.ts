@@ -5,7 +5,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
-import { validatorFactories, type FileValidators, type Validator } from './generated/validators.js';
+import { makeValidators, type FileValidators, type Validator } from './generated/validators.js';
 import { ValidationError, type FieldProblem } from '../core/errors.js';
 import { deref, optionSpecs } from './option-spec.js';
 import { convertNameLight } from './naming.js';
@@ -16,15 +16,14 @@ export type { Naming } from './naming-types.js';
 import type { Naming } from './naming-types.js';
 
 // The validators are ajv's standalone code, generated from schemas/ by `npm run gen` (compiling
-// the schemas at start-up cost every process about 150 ms of CPU); a file's are made on first use.
+// the schemas at start-up cost every process about 150 ms of CPU); a file's are made on its first use.
 const made = new Map<SchemaFile, FileValidators>();
 
 function validatorsOf(file: SchemaFile): FileValidators {
   let found = made.get(file);
   if (!found) {
-    const factory = validatorFactories[file];
-    if (!factory) throw new Error(`schema ${file} has no generated validator: run npm run gen`);
-    found = factory();
+    found = makeValidators(file);
+    if (!found) throw new Error(`schema ${file} has no generated validator: run npm run gen`);
     made.set(file, found);
   }
   return found;
