@@ -57,10 +57,29 @@ async function makeAjv(docs) {
  * A file's code gives its root validator, one per definition, and for a file with properties its
  * `partial`: the same properties, none required, which validate() uses for a part (`pick`).
  */
-async function generateValidators(docs) {
+async function generateValidators(original) {
   const { default: standalone } = await import('ajv/dist/standalone/index.js');
   const runtime = new Map(); // ajv runtime module -> parameter name
   const sources = [];
+  // Defaults are read from the schema documents when they are filled in (as ajv compiling at run
+  // time did), never copied into the code: every `default` becomes a marker the code turns into
+  // defaultAt(file, pointer). test/defaults.test.js changes the documents to prove it.
+  const docs = structuredClone(original);
+  const marker = (file, pointer) => `@@thinkube-default ${file}#${pointer}@@`;
+  const esc = (key) => key.replace(/~/g, '~0').replace(/\//g, '~1');
+  // Walks schemas only: a property named "default" (inside `properties`) is not the keyword.
+  const mark = (schema, file, pointer) => {
+    if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return;
+    for (const [key, value] of Object.entries(schema)) {
+      const at = `${pointer}/${esc(key)}`;
+      if (key === 'default') schema[key] = marker(file, at);
+      else if (['properties', 'definitions', 'patternProperties', 'dependencies'].includes(key) && value && typeof value === 'object') {
+        for (const [name, sub] of Object.entries(value)) mark(sub, file, `${at}/${esc(name)}`);
+      } else if (['allOf', 'anyOf', 'oneOf', 'items'].includes(key) && Array.isArray(value)) value.forEach((sub, i) => mark(sub, file, `${at}/${i}`));
+      else if (['items', 'additionalProperties', 'additionalItems', 'not', 'if', 'then', 'else', 'propertyNames', 'contains'].includes(key)) mark(value, file, at);
+    }
+  };
+  for (const [file, doc] of Object.entries(docs)) mark(doc, file, '');
   for (const [file, doc] of Object.entries(docs)) {
     const ajv = await makeAjv(docs);
     const refs = { root: doc.$id };
@@ -74,8 +93,14 @@ async function generateValidators(docs) {
     code = code.replace(/const (func\d+) = require\("([^"]+)"\)\.default;/g, (_, name, module) => {
       if (!runtime.has(module)) runtime.set(module, `runtime${runtime.size}`);
       // A CommonJS module imported from ESM: its exports object (whose `default` is the function).
-      return `const ${name} = ${runtime.get(module)}.default ?? ${runtime.get(module)};`;
+      const fn = `(${runtime.get(module)}.default ?? ${runtime.get(module)})`;
+      // fast-deep-equal (uniqueItems) calls an object's own valueOf: a value such as {valueOf: null}
+      // would throw a TypeError instead of failing validation. Such items are not equal.
+      if (module.endsWith('/equal')) return `const ${name} = (a, b) => { try { return ${fn}(a, b); } catch { return false; } };`;
+      return `const ${name} = ${fn};`;
     });
+    code = code.replace(/"@@thinkube-default ([^#"]+)#([^"@]*)@@"/g, (_, f, pointer) => `defaultAt(${JSON.stringify(f)}, ${JSON.stringify(pointer)})`);
+    if (code.includes('@@thinkube-default')) throw new Error(`standalone code of ${file} holds a default this generator does not convert`);
     code = code.replace(/export const (\w+) = (\w+);/g, 'out.$1 = $2;');
     if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
     const defs = definitions.map((name, i) => `${JSON.stringify(name)}: out.d${i}`).join(', ');
@@ -93,12 +118,13 @@ async function generateValidators(docs) {
     '/** Per schema file, the base64 of its brotli-compressed validator code. */\n' +
     `const sources: Record<string, string> = {\n${sources.join('\n')}\n};\n\n` +
     '/** The validators of a schema file, made from its generated code (undefined for an unknown file). */\n' +
-    'export function makeValidators(file: string): FileValidators | undefined {\n' +
+    '/** `defaultAt(file, pointer)` returns a fresh copy of the default at that place of the schema documents. */\n' +
+    'export function makeValidators(file: string, defaultAt: (file: string, pointer: string) => unknown): FileValidators | undefined {\n' +
     '  const source = Object.hasOwn(sources, file) ? sources[file] : undefined;\n' +
     '  if (source === undefined) return undefined;\n' +
     "  const code = brotliDecompressSync(Buffer.from(source, 'base64')).toString('utf8');\n" +
     '  // Code generated at build time from schemas/ by ajv, never from input.\n' +
-    `  return new Function(${names.map((n) => `'${n}'`).join(', ')}, code)(${names.join(', ')}) as FileValidators;\n` +
+    `  return new Function(${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt', code)(${names.join(', ')}, defaultAt) as FileValidators;\n` +
     '}\n'
   );
 }

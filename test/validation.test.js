@@ -57,6 +57,15 @@ t.test('the generated validators answer exactly as ajv compiling schemas/ at run
   for (const keyword of ['x-secret', 'x-ansible', 'tsType']) ajv.addKeyword(keyword);
   ajvErrors(ajv);
   for (const doc of Object.values(schemaDocuments)) ajv.addSchema(doc);
+  // ajv's uniqueItems throws on an item such as {valueOf: null} (the generated code treats such
+  // items as different and goes on validating): no answer to compare with.
+  const ajvAnswers = (fn, data) => {
+    try {
+      return fn(data);
+    } catch {
+      fc.pre(false);
+    }
+  };
   const shape = (errors) => (errors ?? []).map((e) => ({ instancePath: e.instancePath, keyword: e.keyword, params: e.params, message: e.message }));
   // Values near what a schema wants: its defaults, enums and examples, and anything at all.
   const hints = (schema) => {
@@ -82,7 +91,7 @@ t.test('the generated validators answer exactly as ajv compiling schemas/ at run
       assertProperty(`${file} ${part.definition ?? ''}`, fc.property(fc.oneof(object, value.filter((v) => v && typeof v === 'object')), (data) => {
         const theirs = structuredClone(data);
         const ours = structuredClone(data);
-        const ok = fn(theirs);
+        const ok = ajvAnswers(fn, theirs);
         const errors = schemaErrors(file, ours, part);
         compared++;
         return JSON.stringify(shape(ok ? [] : fn.errors)) === JSON.stringify(shape(errors)) && JSON.stringify(theirs) === JSON.stringify(ours);
@@ -98,11 +107,17 @@ t.test('the generated validators answer exactly as ajv compiling schemas/ at run
       ajv.removeSchema(fn.schema.$id);
       const theirs = structuredClone(data);
       const ours = structuredClone(data);
-      const ok = fn(theirs);
+      const ok = ajvAnswers(fn, theirs);
       const errors = schemaErrors(file, ours, { pick });
       compared++;
       return JSON.stringify(shape(ok ? [] : fn.errors)) === JSON.stringify(shape(errors)) && JSON.stringify(theirs) === JSON.stringify(ours);
     }), { numRuns: 25 });
   }
   t.ok(compared > 1000, `${compared} inputs compared`);
+});
+
+t.test('an array item whose valueOf is not a function is a validation error, not a TypeError', async (t) => {
+  const error = t.throws(() => validate('pipeline-options.schema.json', { imagesDir: 'images', registry: 'localhost:5000', platforms: [{}, { valueOf: null }] }));
+  t.type(error, ValidationError);
+  t.match(error.problems, [{ field: 'platforms[0]' }, { field: 'platforms[1]' }]);
 });

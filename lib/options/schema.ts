@@ -22,11 +22,18 @@ const made = new Map<SchemaFile, FileValidators>();
 function validatorsOf(file: SchemaFile): FileValidators {
   let found = made.get(file);
   if (!found) {
-    found = makeValidators(file);
+    found = makeValidators(file, defaultAt);
     if (!found) throw new Error(`schema ${file} has no generated validator: run npm run gen`);
     made.set(file, found);
   }
   return found;
+}
+
+/** A fresh copy of the default at a JSON pointer of a schema document (read when it is filled in). */
+function defaultAt(file: string, pointer: string): unknown {
+  let node: unknown = schemaDocuments[file as SchemaFile];
+  for (const part of pointer.split('/').slice(1)) node = (node as Record<string, unknown> | undefined)?.[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  return structuredClone(node);
 }
 
 /**
