@@ -85,7 +85,7 @@ async function bundle(entry, commandFile) {
       },
     ],
   });
-  const code = brotliCompressSync(back.outputFiles[0].contents, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64');
+  const code = brotliCompressSync(back.outputFiles[0].contents, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64');
   const loader = [
     `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,
     "const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : require(id)), { resolve: require.resolve, cache: require.cache });",
