@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// Benchmarks for content-addressed builds (issue 6), side by side with the Docker CLI on the same
-// daemon and registry (test/env/up.sh). Prints figures and ratios; never fails on a target.
+// Benchmarks. First whole processes as users run them (bench/startup.js: a script's --help and
+// argument error, a module that only validates, against `node -e 0` pair by pair); then the
+// content-addressed builds (issue 6), side by side with the Docker CLI on the same daemon and
+// registry (test/env/up.sh). Prints two tables; never fails on a target.
 //
-//   node bench/run.js [--quick] [--only=cold,noop,context]   (npm run bench starts the services first)
+//   node bench/run.js [--quick] [--only=startup,cold,noop,context]   (npm run bench starts the services first)
 //   BENCH_KEEP=1 keeps the generated contexts under /tmp for the next run.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,13 +15,16 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
+import { benchStartup, startupTable } from './startup.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
 const keep = process.env.BENCH_KEEP === '1';
-// --only=cold,noop,context runs a subset.
-const only = (process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['cold', 'noop', 'context']).filter(Boolean);
-const env = readEnv();
+// --only=startup,cold,noop,context runs a subset (startup alone needs no test service; cold, the
+// older in-run --help figure, only when asked: the start-up table supersedes it).
+const only = (process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['startup', 'noop', 'context']).filter(Boolean);
+const env = only.some((part) => part !== 'startup') ? readEnv() : {};
+const STARTUP_PAIRS = quick ? 15 : 21;
 const REPS = 3;
 const COLD_RUNS = quick ? 10 : 20;
 const GiB = 1024 ** 3;
@@ -254,7 +259,6 @@ function table() {
     lines.push([r.figure, fmt(r.ours, r.unit), r.baseline === undefined ? '-' : fmt(r.baseline, r.unit), r.ratio === undefined ? '-' : r.ratio.toFixed(3), typeof r.target === 'number' ? `<= ${r.target}` : r.target, met ? 'met' : 'NOT MET']);
   }
   const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => l[c].length)));
-  log('');
   for (const [i, l] of lines.entries()) {
     log(l.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
     if (i === 0) log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -262,16 +266,26 @@ function table() {
 }
 
 async function cleanup() {
+  if (!made.length) return;
   const engine = connectEngine({ host: env.dockerHost });
   for (const ref of made) await engine.docker.getImage(ref).remove({ force: true }).catch(() => {});
 }
 
 try {
   log(`Benchmark${quick ? ' (--quick)' : ''}: engine ${env.dockerHost}, registry ${env.registryAnon}, node ${process.version}, ${os.cpus().length} CPUs`);
+  let startup;
+  if (only.includes('startup')) {
+    log(`\n0. Start-up of whole processes (${STARTUP_PAIRS} pairs, alternating with node -e 0)`);
+    startup = await benchStartup({ pairs: STARTUP_PAIRS, log });
+  }
   if (only.includes('cold')) await benchColdStart();
   if (only.includes('noop')) await benchNoop();
   if (only.includes('context')) await benchContext();
-  table();
+  if (startup) startupTable(startup, STARTUP_PAIRS, log);
+  if (rows.length) {
+    log('\nIn-process figures and the Docker CLI');
+    table();
+  }
   log(`\ntotal ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 } catch (error) {
   console.error(`Benchmark failed: ${error.message}`);

@@ -3,7 +3,8 @@
 // WANT_JSON: as an Ansible module (thinkube_image_build) this gets one argument, the args file.
 import { runCommand } from '../dist/lib/adapters/command.js';
 
-await runCommand({
+// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
+void runCommand({
   name: 'build',
   module: 'thinkube_image_build',
   schema: 'build-options.schema.json',

@@ -2,7 +2,8 @@
 // @ts-check
 import { runCommand } from '../dist/lib/adapters/command.js';
 
-await runCommand({
+// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
+void runCommand({
   name: 'lint',
   schema: 'lint-options.schema.json',
   summary: 'Check an images folder (default: images/ of this package) before a long build: pins, ARG HARBOR_REGISTRY, COPY sources, metadata, one default image, dependency graph. Problems go to stderr as file:line: message; fix hint.',

@@ -2,7 +2,8 @@
 // @ts-check
 import { runCommand } from '../dist/lib/adapters/command.js';
 
-await runCommand({
+// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
+void runCommand({
   name: 'new-image',
   schema: 'new-image-options.schema.json',
   summary: 'Create images/NAME with a Dockerfile (ARG HARBOR_REGISTRY + FROM), a pinned requirements.txt, image.yaml and .dockerignore that pass the checks. Refuses an invalid name or an existing folder.',

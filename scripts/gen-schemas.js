@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Generates lib/options/generated/{schemas,types}.ts from schemas/*.schema.json, the single source of
-// truth for options. `--check` exits 1 when the generated files are stale (used by the tests).
+// Generates lib/options/generated/{schemas,types,validators}.ts from schemas/*.schema.json, the single
+// source of truth for options. `--check` exits 1 when the generated files are stale (used by the tests).
 import { readFile, readdir, writeFile, mkdir } from 'node:fs/promises';
+import zlib, { brotliCompressSync } from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,6 +30,103 @@ function dedupeAliases(text) {
     out = out.replace(new RegExp(`\\b${name}\\b`, 'g'), base);
   }
   return out;
+}
+
+/**
+ * The ajv instance every validator is compiled with. allErrors is required by ajv-errors; strict
+ * keeps typos in the schemas from passing silently; useDefaults fills in the schema defaults.
+ */
+async function makeAjv(docs) {
+  const { Ajv } = await import('ajv');
+  const { default: ajvErrors } = await import('ajv-errors');
+  const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true, code: { source: true, esm: true } });
+  ajv.addKeyword('x-secret');
+  ajv.addKeyword('x-ansible');
+  // Read by the type generator only (names the TypeScript type of a $ref with extra keywords).
+  ajv.addKeyword('tsType');
+  ajvErrors(ajv);
+  for (const doc of Object.values(docs)) ajv.addSchema(doc);
+  return ajv;
+}
+
+/**
+ * Validators compiled ahead of time (ajv's standalone code): compiling the schemas at start-up cost
+ * every process about 150 ms of CPU. The code of each schema file is kept brotli-compressed and
+ * turned into functions on the file's first validation: a process parses only the validators it
+ * uses (as source text, all of them, about 1 MB, cost every process and Ansible module ~40 ms).
+ * A file's code gives its root validator, one per definition, and for a file with properties its
+ * `partial`: the same properties, none required, which validate() uses for a part (`pick`).
+ */
+async function generateValidators(original) {
+  const { default: standalone } = await import('ajv/dist/standalone/index.js');
+  const runtime = new Map(); // ajv runtime module -> parameter name
+  const sources = [];
+  // Defaults are read from the schema documents when they are filled in (as ajv compiling at run
+  // time did), never copied into the code: every `default` becomes a marker the code turns into
+  // defaultAt(file, pointer). test/defaults.test.js changes the documents to prove it.
+  const docs = structuredClone(original);
+  const marker = (file, pointer) => `@@thinkube-default ${file}#${pointer}@@`;
+  const esc = (key) => key.replace(/~/g, '~0').replace(/\//g, '~1');
+  // Walks schemas only: a property named "default" (inside `properties`) is not the keyword.
+  const mark = (schema, file, pointer) => {
+    if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return;
+    for (const [key, value] of Object.entries(schema)) {
+      const at = `${pointer}/${esc(key)}`;
+      if (key === 'default') schema[key] = marker(file, at);
+      else if (['properties', 'definitions', 'patternProperties', 'dependencies'].includes(key) && value && typeof value === 'object') {
+        for (const [name, sub] of Object.entries(value)) mark(sub, file, `${at}/${esc(name)}`);
+      } else if (['allOf', 'anyOf', 'oneOf', 'items'].includes(key) && Array.isArray(value)) value.forEach((sub, i) => mark(sub, file, `${at}/${i}`));
+      else if (['items', 'additionalProperties', 'additionalItems', 'not', 'if', 'then', 'else', 'propertyNames', 'contains'].includes(key)) mark(value, file, at);
+    }
+  };
+  for (const [file, doc] of Object.entries(docs)) mark(doc, file, '');
+  for (const [file, doc] of Object.entries(docs)) {
+    const ajv = await makeAjv(docs);
+    const refs = { root: doc.$id };
+    const definitions = Object.keys(doc.definitions ?? {});
+    definitions.forEach((name, i) => (refs[`d${i}`] = `${doc.$id}#/definitions/${name}`));
+    if (doc.properties) {
+      ajv.addSchema({ $id: `${doc.$id}?partial`, definitions: doc.definitions, type: 'object', additionalProperties: false, properties: doc.properties });
+      refs.partial = `${doc.$id}?partial`;
+    }
+    let code = standalone(ajv, refs).replace(/^"use strict";/, '');
+    code = code.replace(/const (func\d+) = require\("([^"]+)"\)\.default;/g, (_, name, module) => {
+      if (!runtime.has(module)) runtime.set(module, `runtime${runtime.size}`);
+      // A CommonJS module imported from ESM: its exports object (whose `default` is the function).
+      const fn = `(${runtime.get(module)}.default ?? ${runtime.get(module)})`;
+      // fast-deep-equal (uniqueItems) calls an object's own valueOf: a value such as {valueOf: null}
+      // would throw a TypeError instead of failing validation. Such items are not equal.
+      if (module.endsWith('/equal')) return `const ${name} = (a, b) => { try { return ${fn}(a, b); } catch { return false; } };`;
+      return `const ${name} = ${fn};`;
+    });
+    code = code.replace(/"@@thinkube-default ([^#"]+)#([^"@]*)@@"/g, (_, f, pointer) => `defaultAt(${JSON.stringify(f)}, ${JSON.stringify(pointer)})`);
+    if (code.includes('@@thinkube-default')) throw new Error(`standalone code of ${file} holds a default this generator does not convert`);
+    code = code.replace(/export const (\w+) = (\w+);/g, 'out.$1 = $2;');
+    if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
+    const defs = definitions.map((name, i) => `${JSON.stringify(name)}: out.d${i}`).join(', ');
+    const body = `"use strict";const out = {};${code}\nreturn { root: out.root, definitions: { ${defs} }${doc.properties ? ', partial: out.partial' : ''} };`;
+    sources.push(`  ${JSON.stringify(file)}: '${brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64')}',`);
+  }
+  const names = [...runtime.values()];
+  const imports = [...runtime].map(([module, name]) => `import ${name} from '${module}.js';`).join('\n');
+  return (
+    banner +
+    `import { brotliDecompressSync } from 'node:zlib';\nimport type { ErrorObject } from 'ajv';\n${imports}\n\n` +
+    '/** A compiled validator: true when valid (defaults filled in); the problems in `errors` otherwise. */\n' +
+    'export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
+    'export interface FileValidators {\n  root: Validator;\n  definitions: Record<string, Validator>;\n  partial?: Validator;\n}\n\n' +
+    '/** Per schema file, the base64 of its brotli-compressed validator code. */\n' +
+    `const sources: Record<string, string> = {\n${sources.join('\n')}\n};\n\n` +
+    '/** The validators of a schema file, made from its generated code (undefined for an unknown file). */\n' +
+    '/** `defaultAt(file, pointer)` returns a fresh copy of the default at that place of the schema documents. */\n' +
+    'export function makeValidators(file: string, defaultAt: (file: string, pointer: string) => unknown): FileValidators | undefined {\n' +
+    '  const source = Object.hasOwn(sources, file) ? sources[file] : undefined;\n' +
+    '  if (source === undefined) return undefined;\n' +
+    "  const code = brotliDecompressSync(Buffer.from(source, 'base64')).toString('utf8');\n" +
+    '  // Code generated at build time from schemas/ by ajv, never from input.\n' +
+    `  return new Function(${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt', code)(${names.join(', ')}, defaultAt) as FileValidators;\n` +
+    '}\n'
+  );
 }
 
 export async function generate() {
@@ -62,7 +160,7 @@ export async function generate() {
   // The root only exists to declare every type once.
   typesTs = typesTs.replace(/export interface SchemaTypesRoot \{[\s\S]*?\n\}\n/, '');
   typesTs = dedupeAliases(typesTs);
-  return { 'schemas.ts': schemasTs, 'types.ts': typesTs };
+  return { 'schemas.ts': schemasTs, 'types.ts': typesTs, 'validators.ts': await generateValidators(docs) };
 }
 
 const check = process.argv.includes('--check');

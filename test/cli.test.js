@@ -159,8 +159,8 @@ t.test('bin/push.js: the password never appears on stdout or stderr', async (t) 
 /** Copy a bundled module ALONE into an empty folder, as Ansible does, and run it with an args file. */
 async function runModule(t, module, args) {
   const dir = tempDir(t, 'thinkube-ansible-');
-  const file = path.join(dir, `${module}.js`);
-  copyFileSync(path.join(repoRoot, 'ansible', 'library', `${module}.js`), file);
+  const file = path.join(dir, `AnsiballZ_${module}.cjs`);
+  copyFileSync(path.join(repoRoot, 'ansible', 'library', `${module}.cjs`), file);
   const argsFile = path.join(dir, 'args');
   writeFileSync(
     argsFile,

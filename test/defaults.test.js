@@ -1,6 +1,7 @@
 // Defaults come from the JSON Schemas on every path, validated or not. This process changes the
-// schemas' defaults before anything is validated (ajv compiles them at the first validate()), so a
-// value copied into the code would show as the old number in the messages checked below.
+// schemas' defaults before anything is validated (the generated validators read each default from
+// the schema documents when they fill it in), so a value copied into the code would show as the
+// old number in the messages checked below.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

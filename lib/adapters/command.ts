@@ -1,7 +1,8 @@
 /**
  * One runner for every bin/ script, in both of its roles: an ad hoc command (flags in, one JSON
  * object out, progress on stderr) and an Ansible module (args file in, one JSON result out).
- * The command's work itself is loaded lazily so that --help starts fast.
+ * The command's work itself is loaded lazily, after its options were validated, so that --help, a
+ * usage error and bad options start fast.
  */
 import { basename } from 'node:path';
 import { looksLikeAnsibleInvocation, readAnsibleArgs, toSnakeKeys } from './ansible.js';
@@ -36,12 +37,15 @@ export interface CommandOutcome {
 }
 
 export interface CommandImplementation {
+  /** `options` are validated against the command's schema (defaults filled in) by runCommand. */
   run(options: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome>;
 }
 
 export interface CommandDefinition extends CliCommandInfo {
   /** Ansible module name, e.g. thinkube_image_build (scripts without one are command-line only). */
   module?: string;
+  /** Words naming the options in a validation error. Default "<name> options". */
+  what?: string;
   load(): Promise<CommandImplementation>;
 }
 
@@ -238,6 +242,10 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
     const secrets = [...optionSecrets(definition.schema, options), ...buildArgSecretValues(options)];
     for (const secret of secrets) redactor.add(secret.value, secret.username);
     refuseShortSecrets(secrets, naming === 'snake' ? 'snake' : 'kebab', `${definition.name} options`);
+    // Validated before the command (and the engine, SSH and HTTP stacks it imports) is loaded:
+    // bad options fail at the cost of a start-up. --help and usage errors load no validator.
+    const { validate } = await import('../options/schema.js');
+    options = validate<Record<string, unknown>>(definition.schema, options, { naming, what: definition.what ?? `${definition.name} options` });
     const implementation = await definition.load();
     const render = onEvent;
     // Every retry is reported: an event on the progress display and a warning in the result.

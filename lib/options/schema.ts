@@ -3,9 +3,9 @@
  * Field names in errors follow the caller's naming: camelCase for the library, snake_case for
  * Ansible, --kebab-case for the command line.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import ajvErrors from 'ajv-errors';
+import type { ErrorObject } from 'ajv';
 import { schemaDocuments, type SchemaFile } from './generated/schemas.js';
+import { makeValidators, type FileValidators, type Validator } from './generated/validators.js';
 import { ValidationError, type FieldProblem } from '../core/errors.js';
 import { deref, optionSpecs } from './option-spec.js';
 import { convertNameLight } from './naming.js';
@@ -15,39 +15,63 @@ export { schemaDocuments, type SchemaFile };
 export type { Naming } from './naming-types.js';
 import type { Naming } from './naming-types.js';
 
-let ajv: Ajv | undefined;
-const compiled = new Map<string, ValidateFunction>();
+// The validators are ajv's standalone code, generated from schemas/ by `npm run gen` (compiling
+// the schemas at start-up cost every process about 150 ms of CPU); a file's are made on its first use.
+const made = new Map<SchemaFile, FileValidators>();
 
-function getAjv(): Ajv {
-  if (!ajv) {
-    // allErrors is required by ajv-errors; strict keeps typos in the schemas from passing silently.
-    ajv = new Ajv({ allErrors: true, strict: true, useDefaults: true, allowUnionTypes: true });
-    ajv.addKeyword('x-secret');
-    ajv.addKeyword('x-ansible');
-    // Read by the type generator only (names the TypeScript type of a $ref with extra keywords).
-    ajv.addKeyword('tsType');
-    (ajvErrors as unknown as (a: Ajv) => Ajv)(ajv);
-    for (const doc of Object.values(schemaDocuments)) ajv.addSchema(doc as unknown as object);
+function validatorsOf(file: SchemaFile): FileValidators {
+  let found = made.get(file);
+  if (!found) {
+    found = makeValidators(file, defaultAt);
+    if (!found) throw new Error(`schema ${file} has no generated validator: run npm run gen`);
+    made.set(file, found);
   }
-  return ajv;
+  return found;
 }
 
-function validatorFor(file: SchemaFile, part: Pick<ValidateOptions, 'definition' | 'pick'> = {}): ValidateFunction {
-  const key = `${file}#${part.definition ?? ''}#${part.pick?.join(',') ?? ''}`;
-  let fn = compiled.get(key);
-  if (!fn) {
-    const id = (schemaDocuments[file] as { $id: string }).$id;
-    if (part.pick) {
-      // A part of the file's options: the picked properties as they are (defaults included), refs resolved beside the file.
-      fn = getAjv().compile({ $id: `${id}?pick=${part.pick.join(',')}`, ...partRoot(file, part) });
-    } else {
-      const found = getAjv().getSchema(part.definition ? `${id}#/definitions/${part.definition}` : id);
-      if (!found) throw new Error(`schema ${file}${part.definition ? ` definition ${part.definition}` : ''} is not registered`);
-      fn = found;
-    }
-    compiled.set(key, fn);
+/** A fresh copy of the default at a JSON pointer of a schema document (read when it is filled in). */
+function defaultAt(file: string, pointer: string): unknown {
+  let node: unknown = schemaDocuments[file as SchemaFile];
+  for (const part of pointer.split('/').slice(1)) node = (node as Record<string, unknown> | undefined)?.[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  return structuredClone(node);
+}
+
+/**
+ * Validate `data` (changed in place: defaults filled in) against the file, one of its
+ * definitions, or some of its properties. Returns ajv's errors, none when it is valid.
+ * Exported for the test that holds the generated validators to ajv compiling schemas/.
+ */
+export function schemaErrors(file: SchemaFile, data: Record<string, unknown>, part: Pick<ValidateOptions, 'definition' | 'pick'>): ErrorObject[] {
+  const validators = validatorsOf(file);
+  if (part.pick) return checkPick(file, validators, data, part.pick);
+  const fn: Validator | undefined = part.definition ? validators.definitions[part.definition] : validators.root;
+  if (!fn) throw new Error(`schema ${file}${part.definition ? ` definition ${part.definition}` : ''} is not registered`);
+  return fn(data) ? [] : (fn.errors ?? []);
+}
+
+/**
+ * Some properties of the file, as the schema {type: object, additionalProperties: false,
+ * properties: <the picked ones>} would see them: keys outside the pick are unknown options, the
+ * picked ones go through the file's `partial` validator (its properties, none required), and only
+ * their defaults are kept. Errors come in ajv's order: unknown keys first, then by property in
+ * the order of the pick.
+ */
+function checkPick(file: SchemaFile, validators: FileValidators, data: Record<string, unknown>, pick: readonly string[]): ErrorObject[] {
+  if (!validators.partial) throw new Error(`schema ${file} has no properties to pick`);
+  const picked = new Set(pick);
+  const errors: ErrorObject[] = [];
+  const part: Record<string, unknown> = {};
+  for (const key of Object.keys(data)) {
+    if (picked.has(key)) part[key] = data[key];
+    else errors.push({ instancePath: '', schemaPath: '#/additionalProperties', keyword: 'additionalProperties', params: { additionalProperty: key }, message: 'must NOT have additional properties' });
   }
-  return fn;
+  if (!validators.partial(part)) {
+    const rank = (error: ErrorObject): number => pick.indexOf((error.instancePath.split('/')[1] ?? '').replace(/~1/g, '/').replace(/~0/g, '~'));
+    errors.push(...[...(validators.partial.errors ?? [])].sort((a, b) => rank(a) - rank(b)));
+  }
+  // Defaults of the picked properties only, in the order of the pick (nested ones were filled in place).
+  for (const key of pick) if (data[key] === undefined && part[key] !== undefined) data[key] = part[key];
+  return errors;
 }
 
 /** The schema object a validation runs against: the file, one of its definitions, or some of its properties. */
@@ -165,13 +189,13 @@ export function validate<T>(file: SchemaFile, value: unknown, options: ValidateO
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ValidationError(options.what ?? 'options', [{ field: at('(options)'), message: 'must be an object' }]);
   }
-  const copy = structuredClone(value) as unknown;
-  const fn = validatorFor(file, options);
-  if (fn(copy)) return copy as T;
+  const copy = structuredClone(value) as Record<string, unknown>;
+  const errors = schemaErrors(file, copy, options);
+  if (errors.length === 0) return copy as T;
   const root = partRoot(file, options);
   const seen = new Set<string>();
   const problems: FieldProblem[] = [];
-  for (const error of fn.errors ?? []) {
+  for (const error of errors) {
     // ajv-errors wraps the original errors; "if" errors only repeat the branch that failed.
     if (error.keyword === 'if') continue;
     const described = describe(error, naming, root);

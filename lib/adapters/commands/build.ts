@@ -8,7 +8,6 @@ import { runBuild, type BuildResult } from '../../build/build.js';
 import { connectEngine, withEngineTimeout, type Engine } from '../../engine/engine.js';
 import { scanContext } from '../../source/context.js';
 import { buildIfChanged, planBuild } from '../../build/incremental.js';
-import { validate } from '../../options/schema.js';
 import type { BuildOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
@@ -37,8 +36,8 @@ function builtFields(result: BuildResult): Record<string, unknown> {
   };
 }
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<BuildOptions>('build-options.schema.json', raw, { naming: context.naming, what: 'build options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as BuildOptions;
   const scan = await scanContext(path.resolve(options.context), { dockerfile: options.dockerfile, maxBytes: options.maxContextBytes });
   const engine = connectEngine(options.engine);
   const first = options.tags[0] as string;

@@ -6,13 +6,12 @@
 import path from 'node:path';
 import { loadCatalog, order, formatProblem } from '../../source/catalog.js';
 import { ThinkubeImageError } from '../../core/errors.js';
-import { validate } from '../../options/schema.js';
 import { schemaDefault } from '../../options/defaults.js';
 import type { CatalogCommandOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<CatalogCommandOptions>('catalog-options.schema.json', raw, { naming: context.naming, what: 'catalog options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as CatalogCommandOptions;
   const project = options.project ?? schemaDefault('catalog-options.schema.json', 'properties/project');
   const tags = options.tags ?? schemaDefault('catalog-options.schema.json', 'properties/tags');
   const catalog = await loadCatalog(path.resolve(options.imagesDir), { registry: options.registry, project });

@@ -4,12 +4,11 @@
  * it under every tag. `changed` only when a tag now points at a different index.
  */
 import { runAssembleImageIndex } from '../../publish/index.js';
-import { validate } from '../../options/schema.js';
 import type { ImageIndexOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<ImageIndexOptions>('image-index-options.schema.json', raw, { naming: context.naming, what: 'image index options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as ImageIndexOptions;
   const result = await runAssembleImageIndex(options, { ...context.controls, dryRun: context.checkMode });
   const moved = result.tags.filter((t) => t.changed).map((t) => t.reference);
   const where = `${result.registry}/${result.repository}`;

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lintImages } from '../../source/lint.js';
 import { formatProblem } from '../../source/catalog.js';
-import { validate } from '../../options/schema.js';
 import { emit } from '../../core/progress.js';
 import type { LintCommandOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
@@ -11,8 +10,8 @@ import type { CommandContext, CommandOutcome } from '../command.js';
 /** This package's images/ folder (dist/lib/commands -> repository root). */
 export const packageImagesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'images');
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<LintCommandOptions>('lint-options.schema.json', raw, { naming: context.naming, what: 'lint options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as LintCommandOptions;
   const result = await lintImages(options.imagesDir ?? packageImagesDir, { registry: options.registry, project: options.project, buildArgs: options.buildArgs ?? {} });
   for (const problem of result.problems) emit(context.controls, { type: 'info', message: `${problem.severity}: ${formatProblem(problem)}` });
   return {

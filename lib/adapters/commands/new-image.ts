@@ -1,13 +1,12 @@
 /** The new-image command: scaffold an image folder that passes the checks. */
 import path from 'node:path';
 import { scaffoldImage } from '../../source/catalog.js';
-import { validate } from '../../options/schema.js';
 import { packageImagesDir } from './lint.js';
 import type { NewImageOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<NewImageOptions>('new-image-options.schema.json', raw, { naming: context.naming, what: 'new-image options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as NewImageOptions;
   const imagesDir = options.imagesDir ?? packageImagesDir;
   if (context.checkMode) {
     return { changed: true, msg: `Would create ${path.join(imagesDir, options.name)}`, name: options.name, dir: path.join(imagesDir, options.name) };

@@ -1,6 +1,5 @@
 /** The pipeline command / thinkube_image_pipeline module: every image of a folder, in dependency order. */
 import { runValidatedPipeline } from '../../pipeline/pipeline.js';
-import { validate } from '../../options/schema.js';
 import type { PipelineOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 import type { PipelineImageResult } from '../../pipeline/pipeline.js';
@@ -12,8 +11,8 @@ export function summaryLine(image: PipelineImageResult): string {
   return `${image.name}: ${image.status}${image.digest ? ` ${image.digest}` : ''}${platforms}, changed=${image.changed}${scan}${image.reason ? ` - ${image.reason}` : ''}`;
 }
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<PipelineOptions>('pipeline-options.schema.json', raw, { naming: context.naming, what: 'pipeline options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as PipelineOptions;
   const result = await runValidatedPipeline(options, { ...context.controls, checkMode: context.checkMode });
   for (const warning of result.warnings) context.warn(warning);
   const count = (status: string): number => result.images.filter((i) => i.status === status).length;

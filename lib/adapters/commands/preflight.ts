@@ -4,12 +4,11 @@
  * with every check's result returned either way.
  */
 import { runValidatedPreflight, summarizePreflight } from '../../pipeline/preflight.js';
-import { validate } from '../../options/schema.js';
 import type { PreflightOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<PreflightOptions>('preflight-options.schema.json', raw, { naming: context.naming, what: 'preflight options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as PreflightOptions;
   const result = await runValidatedPreflight(options, { ...context.controls, checkMode: context.checkMode, naming: context.naming });
   for (const check of result.checks) if (check.status === 'warning') context.warn(`${check.name}: ${check.message}`);
   return {

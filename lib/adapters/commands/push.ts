@@ -3,12 +3,11 @@ import { runPush } from '../../engine/push.js';
 import { resolveCredentials, registryClientFor } from '../../registry/connect.js';
 import { connectEngine, withEngineTimeout } from '../../engine/engine.js';
 import { parseReference, withDefaultTag, formatReference } from '../../registry/reference.js';
-import { validate } from '../../options/schema.js';
 import type { PushOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<PushOptions>('push-options.schema.json', raw, { naming: context.naming, what: 'push options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as PushOptions;
   const engine = connectEngine(options.engine);
   if (context.checkMode) {
     // Compare what the registry holds with the digests the engine knows for the local image.

@@ -1,11 +1,10 @@
 /** The register command / thinkube_image_register module: registerImage with check and diff modes. */
 import { registerImage } from '../../register/register.js';
-import { validate } from '../../options/schema.js';
 import type { RegisterOptions } from '../../options/generated/types.js';
 import type { CommandContext, CommandOutcome } from '../command.js';
 
-export async function run(raw: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
-  const options = validate<RegisterOptions>('register-options.schema.json', raw, { naming: context.naming, what: 'register options' });
+export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
+  const options = valid as unknown as RegisterOptions;
   if (context.checkMode) options.dryRun = true;
   // Retries are reported (a warning in the result) like those of the other commands.
   const result = await registerImage(options, { signal: context.controls.signal, onEvent: (event) => (event.type === 'retry' ? context.controls.onEvent?.(event) : undefined) });

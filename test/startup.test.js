@@ -1,0 +1,96 @@
+// What a process loads before it has work to do (issue 15): --help, a usage error, bad options, lint
+// and catalog load no engine client, SSH or HTTP stack; an Ansible module whose options fail
+// validation loads no network module. The figures (how long a start-up takes) live in
+// bench/startup.js; these tests assert which modules load, which is what keeps start-up short.
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-startup-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+// A module hook (synchronous, so it also sees require() inside a CommonJS bundle) that writes down
+// every module the process resolves: files of ours, dependencies, Node's built-ins.
+writeFileSync(
+  path.join(dir, 'hooks.mjs'),
+  "import { registerHooks } from 'node:module';\nimport { appendFileSync } from 'node:fs';\nregisterHooks({ resolve(specifier, context, next) { const result = next(specifier, context); appendFileSync(process.env.TK_LOADED, result.url + '\\n'); return result; } });\n",
+);
+let runs = 0;
+
+/** Run node with the hook; its exit code, stdout and the modules it resolved. */
+function loaded(args, { cwd = repoRoot } = {}) {
+  const list = path.join(dir, `loaded-${runs++}.txt`);
+  writeFileSync(list, '');
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', path.join(dir, 'hooks.mjs'), ...args], { cwd, env: { ...process.env, TK_LOADED: list } }, (error, stdout) => {
+      const urls = [...new Set(readFileSync(list, 'utf8').split('\n').filter(Boolean))];
+      resolve({ code: error ? error.code : 0, stdout, urls });
+    });
+  });
+}
+
+// The engine client, SSH, the HTTP stack, Kubernetes: what a command with work to do needs.
+const HEAVY = ['dockerode', 'docker-modem', 'ssh2', 'got', 'http2-wrapper', '@grpc/grpc-js', '@kubernetes/client-node', 'kubernetes-models'];
+const heavyIn = (urls) => HEAVY.filter((name) => urls.some((u) => u.includes(`/node_modules/${name}/`)));
+const dependencies = (urls) => urls.filter((u) => u.includes('/node_modules/'));
+const commands = (urls) => urls.filter((u) => u.includes('/adapters/commands/'));
+
+t.test('--help and a usage error load neither the command nor any dependency', async (t) => {
+  for (const file of ['build.js', 'push.js', 'pipeline.js', 'preflight.js', 'register.js', 'index.js', 'catalog.js', 'lint.js', 'new-image.js']) {
+    const help = await loaded([path.join('bin', file), '--help']);
+    t.equal(help.code, 0, `${file} --help exits 0`);
+    t.match(help.stdout, new RegExp(`^Usage: ${file.replace('.', '\\.')}`));
+    t.same([...dependencies(help.urls), ...commands(help.urls)], [], `${file} --help: no dependency, no command module`);
+    const usage = await loaded([path.join('bin', file), '--frobnicate']);
+    t.equal(usage.code, 2, `${file} --frobnicate is a usage error`);
+    t.same([...dependencies(usage.urls), ...commands(usage.urls)], [], `${file} --frobnicate: no dependency, no command module`);
+    t.ok(usage.urls.some((u) => u.endsWith('/dist/lib/adapters/command.js')), `${file}: the hook saw the modules it loaded`);
+  }
+});
+
+t.test('bad options fail before the command and its dependencies are loaded; good ones load them', async (t) => {
+  const bad = await loaded(['bin/push.js', '--tag', 'Not A Reference']);
+  t.equal(bad.code, 1);
+  t.match(JSON.parse(bad.stdout), { failed: true, error_code: 'ERR_INVALID_OPTIONS', problems: [{ field: '--tags[0]' }] });
+  t.same(commands(bad.urls), [], 'no command module');
+  t.same(heavyIn(bad.urls), [], 'no engine, SSH or HTTP stack');
+  // The same check can fail: options that pass load the command and what it needs.
+  const good = await loaded(['bin/push.js', '--tag', 'localhost:1/x:1', '--engine-host', `unix://${path.join(dir, 'no-engine.sock')}`]);
+  t.equal(good.code, 1, 'fails on the missing engine, later');
+  t.ok(good.urls.some((u) => u.endsWith('/dist/lib/adapters/commands/push.js')), 'the command module');
+  t.ok(heavyIn(good.urls).includes('dockerode') && heavyIn(good.urls).includes('got'), `the engine client and the HTTP stack (${heavyIn(good.urls).join(', ')})`);
+});
+
+t.test('lint and catalog load no engine client, SSH or HTTP stack', async (t) => {
+  for (const file of ['lint.js', 'catalog.js']) {
+    const run = await loaded([path.join('bin', file), 'images']);
+    t.equal(run.code, 0, `${file} images succeeds`);
+    t.ok(run.urls.some((u) => u.endsWith(`/dist/lib/adapters/commands/${file}`)), `${file} loads its command`);
+    t.same(heavyIn(run.urls), [], `${file} images: none of ${HEAVY.join(', ')}`);
+  }
+});
+
+t.test('a bundled module whose options fail validation loads no network module; one that passes does', async (t) => {
+  // Alone in an empty folder, as Ansible runs it.
+  const work = mkdtempSync(path.join(dir, 'module-'));
+  const file = path.join(work, 'AnsiballZ_thinkube_image_push.cjs');
+  copyFileSync(path.join(repoRoot, 'ansible', 'library', 'thinkube_image_push.cjs'), file);
+  const args = (name, options) => {
+    const argsFile = path.join(work, name);
+    writeFileSync(argsFile, JSON.stringify({ ...options, _ansible_check_mode: true }));
+    return argsFile;
+  };
+  const network = (urls) => urls.filter((u) => /^node:(tls|http|https|http2|net|dns)$/.test(u));
+  const bad = await loaded([file, args('bad', { tags: ['Not A Reference'] })], { cwd: work });
+  t.equal(bad.code, 1);
+  t.match(JSON.parse(bad.stdout), { failed: true, error_code: 'ERR_INVALID_OPTIONS', problems: [{ field: 'tags[0]' }] });
+  t.same(network(bad.urls), [], 'no tls, http, http2, net or dns');
+  const good = await loaded([file, args('good', { tags: ['localhost:1/x:1'], engine: { host: `unix://${path.join(work, 'no-engine.sock')}` } })], { cwd: work });
+  t.equal(good.code, 1, 'fails on the missing engine or registry, later');
+  t.notMatch(JSON.parse(good.stdout), { error_code: 'ERR_INVALID_OPTIONS' });
+  t.ok(network(good.urls).includes('node:http2') && network(good.urls).includes('node:tls'), `the hook sees the network modules of a real run (${network(good.urls).join(', ')})`);
+});
