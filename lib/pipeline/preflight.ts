@@ -25,6 +25,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { formatBytes, describeQuota } from '../harbor/scan-gate.js';
 import { validate } from '../options/schema.js';
 import { schemaDefault } from '../options/defaults.js';
+import pMap from 'p-map';
 
 export type { PreflightOptions };
 
@@ -121,18 +122,6 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new ThinkubeImageError('ERR_ABORTED', 'Preflight was aborted', { details: { reason: String(signal.reason ?? '') } });
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 // ---- engine and disk ----
 
@@ -576,14 +565,14 @@ async function baseImagesCheck(options: PreflightOptions, access: RegistryAccess
     };
   }
   const client = access.client;
-  const results = await mapLimit(needed, HEAD_CONCURRENCY, async (base) => {
+  const results = await pMap(needed, async (base) => {
     try {
       const found = await client.headManifest(base.repository, base.reference);
       return { base, found: found !== undefined, digest: found?.digest };
     } catch (error) {
       return { base, found: false, error };
     }
-  });
+  }, { concurrency: HEAD_CONCURRENCY });
   const describe = (base: NeededBase): MissingBaseImage => ({
     reference: `${options.registry}/${base.repository}${base.reference.includes(':') ? '@' : ':'}${base.reference}`,
     repository: base.repository,

@@ -24,6 +24,7 @@ import { INPUT_TAG_PREFIX } from '../source/input-digest.js';
 import { MEDIA_TYPES, type RegistryClient } from '../registry/client.js';
 import type { HarborArtifact, HarborClient } from '../harbor/client.js';
 import { describeExisting } from '../build/incremental.js';
+import pMap from 'p-map';
 
 /** An input tag: in- and the first 32 hex digits of the input digest (lib/source/input-digest.ts). */
 const INPUT_TAG = new RegExp(`^${INPUT_TAG_PREFIX}[0-9a-f]{32}$`);
@@ -94,27 +95,17 @@ export function planRetention(inventory: RepositoryInventory, options: { keep: n
   return plan;
 }
 
+/** Registry calls at once (a registry answers a burst of HEADs slower than a few at a time). */
+const CONCURRENCY = 8;
+
 const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerManifestList]);
 
-/** At most `limit` of the calls at once (a registry answers a burst of HEADs slower than a few at a time). */
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 /** The inventory through the OCI distribution API: the tag list, a HEAD per tag, the indexes' platforms, the input tags' image configs. */
 export async function registryInventory(client: RegistryClient, repository: string, names?: string[]): Promise<RepositoryInventory> {
   const inventory: RepositoryInventory = { tags: new Map(), indexes: new Map(), pinned: new Set(), created: new Map() };
   names ??= await client.listTags(repository);
-  const heads = await mapLimit(names, 8, (tag) => client.headManifest(repository, tag));
+  const heads = await pMap(names, (tag) => client.headManifest(repository, tag), { concurrency: CONCURRENCY });
   const indexDigests = new Set<string>();
   const imageDigests = new Set<string>();
   names.forEach((tag, i) => {
@@ -124,13 +115,13 @@ export async function registryInventory(client: RegistryClient, repository: stri
     if (INDEX_TYPES.has(head.mediaType)) indexDigests.add(head.digest);
     if (isInputTag(tag)) imageDigests.add(head.digest);
   });
-  await mapLimit([...indexDigests], 8, async (digest) => {
+  await pMap([...indexDigests], async (digest) => {
     const body = JSON.parse((await client.getManifest(repository, digest)).body.toString('utf8')) as { manifests?: Array<{ digest?: string }> };
     inventory.indexes.set(digest, (body.manifests ?? []).map((m) => m.digest).filter((d): d is string => typeof d === 'string'));
-  });
-  await mapLimit([...imageDigests], 8, async (digest) => {
+  }, { concurrency: CONCURRENCY });
+  await pMap([...imageDigests], async (digest) => {
     inventory.created.set(digest, (await describeExisting(client, repository, digest)).createdAt);
-  });
+  }, { concurrency: CONCURRENCY });
   return inventory;
 }
 
