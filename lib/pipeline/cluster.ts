@@ -15,7 +15,6 @@ import { explicitLabels } from '../build/incremental.js';
 import { layerCacheRepository } from '../build/layer-cache.js';
 import { contextImageFor, pushContextImage } from '../build/argo/context-image.js';
 import { renderWorkflow, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
-import { validateWorkflow } from '../build/argo/validate.js';
 import { errorSummary, type ImageRun, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
 
@@ -137,6 +136,8 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
   }
   const manifest = renderWorkflow({ registry, builds, indexes, settings });
   if (manifest) {
+    // Loaded on use: the Argo and Kubernetes validators are large, and most runs render nothing.
+    const { validateWorkflow } = await import('../build/argo/validate.js');
     validateWorkflow(manifest);
     if (settings.printWorkflow) emit(ctx.controls, { type: 'info', message: `Workflow (not submitted):\n${yaml.dump(manifest, { lineWidth: -1, noRefs: true })}` });
   }
