@@ -1,5 +1,6 @@
 // buildah's registry layer cache on Podman (build option registryLayerCache): the layers of a
-// build land in <repository>/cache in the registry, and a "fresh host" (a private Podman service
+// build land in <repository>/cache in the registry (the pipeline's default; a build on its own
+// opts in), and a "fresh host" (a private Podman service
 // with empty storage) takes every layer from there instead of running the RUN steps; switched off,
 // the fresh host runs them. Docker's classic builder is left as it was.
 import t from 'tap';
@@ -50,14 +51,14 @@ t.test('Podman: the layers go to <repository>/cache; a fresh host takes them fro
   const repository = `cache/${p}`;
   const dir = context(t, p);
 
-  const first = await build({ context: dir, tags: [`${env.registryAnon}/${repository}:1`], engine: { host: env.podmanHost } });
+  const first = await build({ context: dir, tags: [`${env.registryAnon}/${repository}:1`], engine: { host: env.podmanHost }, registryLayerCache: true });
   t.same(first.ran, ['ran-2', 'ran-3'], 'the first build runs both RUN steps');
   t.ok(first.info.some((m) => m.includes(`${env.registryAnon}/${repository}/cache`)), 'it says which layer cache it uses');
   t.ok((await cacheTags(t, env.registryAnon, repository)).length >= 3, 'one cache tag per layer (COPY and two RUN) in the registry');
 
   const fresh = await startPrivatePodman(env);
   t.teardown(() => fresh.cleanup());
-  const again = await build({ context: dir, tags: [`${env.registryAnon}/${repository}:2`], engine: { host: fresh.host } });
+  const again = await build({ context: dir, tags: [`${env.registryAnon}/${repository}:2`], engine: { host: fresh.host }, registryLayerCache: true });
   t.same(again.ran, [], 'the fresh host runs no RUN step');
   t.equal(again.lines.filter((l) => l.includes('Cache pulled from remote')).length, 3, 'every layer pulled from the registry cache');
 
@@ -72,7 +73,7 @@ t.test('Podman: the cache is pushed to a registry that needs credentials, with t
   const p = uniqueName('lca');
   const repository = `cache/${p}`;
   const dir = context(t, p);
-  const built = await build({ context: dir, tags: [`${env.registryAuth}/${repository}:1`], engine: { host: env.podmanHost }, auth });
+  const built = await build({ context: dir, tags: [`${env.registryAuth}/${repository}:1`], engine: { host: env.podmanHost }, auth, registryLayerCache: true });
   t.same(built.ran, ['ran-2', 'ran-3']);
   t.ok((await cacheTags(t, env.registryAuth, repository, auth)).length >= 3, 'cache tags in the registry that needs credentials');
   t.notOk(JSON.stringify(built).includes(env.registryPassword), 'the password is in no event or result');
@@ -105,7 +106,7 @@ t.test('the pipeline on a fresh Podman host (force) builds from the registry cac
 t.test('Docker: no registry layer cache (the classic builder has none), the build is as before', async (t) => {
   const p = uniqueName('lcd');
   const dir = context(t, p);
-  const built = await build({ context: dir, tags: [`${env.registryAnon}/cache/${p}:1`], engine: { host: env.dockerHost } });
+  const built = await build({ context: dir, tags: [`${env.registryAnon}/cache/${p}:1`], engine: { host: env.dockerHost }, registryLayerCache: true });
   t.same(built.ran, ['ran-2', 'ran-3']);
   t.notOk(built.info.some((m) => m.includes('Layer cache')), 'no layer cache announced');
   t.same(await cacheTags(t, env.registryAnon, `cache/${p}`), [], 'nothing pushed to <repository>/cache');

@@ -146,9 +146,9 @@ export const schemaDocuments = {
         "default": true
       },
       "registryLayerCache": {
-        "description": "Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.",
+        "description": "Podman engines: keep the layers of the build in the registry, in the repository <image repository>/cache (the first tag's registry), and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Off by default for a build on its own (its tags may name no registry it can push to); the pipeline turns it on. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.",
         "type": "boolean",
-        "default": true
+        "default": false
       },
       "stallTimeoutSeconds": {
         "description": "Fail (ERR_TIMEOUT, naming the step) when the engine sends no build output for this many seconds, and cancel the build on the engine. Raise it for steps that work silently for long.",
@@ -1435,7 +1435,9 @@ export const schemaDocuments = {
         "default": false
       },
       "registryLayerCache": {
-        "$ref": "build-options.schema.json#/properties/registryLayerCache"
+        "description": "Podman engines: builds keep their layers in the registry, in <registry>/<repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers, with the registry credentials. Docker's classic builder has no registry layer cache: ignored there.",
+        "type": "boolean",
+        "default": true
       },
       "stallTimeoutSeconds": {
         "description": "Fail an image's build (ERR_TIMEOUT, naming the step) when the engine sends no output for this many seconds; the build is cancelled on the engine. Pushes have their own stall timeout (push options).",

@@ -150,7 +150,7 @@ export interface BuildOptions {
    */
   cacheFromRegistry?: boolean;
   /**
-   * Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.
+   * Podman engines: keep the layers of the build in the registry, in the repository <image repository>/cache (the first tag's registry), and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Off by default for a build on its own (its tags may name no registry it can push to); the pipeline turns it on. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.
    */
   registryLayerCache?: boolean;
   /**
@@ -796,7 +796,7 @@ export interface PipelineOptions {
    */
   force?: boolean;
   /**
-   * Podman engines: keep the layers of every build in the registry, in the repository <image repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers. The registry credentials (auth) are used for it. Docker's classic builder has no registry layer cache: there cacheFromRegistry applies instead.
+   * Podman engines: builds keep their layers in the registry, in <registry>/<repository>/cache, and take layers from there before running a step (buildah's --cache-to/--cache-from, the layout Thinkube's CI uses), so a fresh host or a wiped storage rebuilds from cached layers, with the registry credentials. Docker's classic builder has no registry layer cache: ignored there.
    */
   registryLayerCache?: boolean;
   /**
