@@ -121,6 +121,7 @@ t.test('the pipeline refuses what cannot go to a cluster before it contacts anyt
   // A registry nobody listens on: reaching it would fail differently.
   const base = { imagesDir: dir, registry: '127.0.0.1:9', executor: 'kubernetes', register: false };
   await t.rejects(runPipeline({ ...base, buildArgs: { TOKEN: 'a-secret-value' }, secretBuildArgs: ['TOKEN'] }, { checkMode: true }), { code: 'ERR_INVALID_OPTIONS', message: /secretBuildArgs \(TOKEN\) cannot go to a cluster build/ });
-  await t.rejects(runPipeline(base), { code: 'ERR_WORKFLOW', message: /cannot submit Workflows yet/ });
+  // A real run loads the cluster connection first: a bad kubeconfig fails before any registry call.
+  await t.rejects(runPipeline({ ...base, kubernetes: { connection: { kubeconfig: path.join(dir, 'no-such-kubeconfig') } } }), { code: 'ERR_KUBE_CONFIG', message: /no-such-kubeconfig .*does not exist/ });
   await t.rejects(runPipeline({ ...base, kubernetes: { namespace: 'Not_A_Namespace' } }, { checkMode: true }), { code: 'ERR_INVALID_OPTIONS', message: /kubernetes\.namespace/ });
 });

@@ -35,7 +35,8 @@ export interface BuildResult {
   context: { files: number; bytes: number };
 }
 
-const STEP_LINE = /^(?:Step|STEP) (\d+)\/(\d+) ?: ?(.*)$/;
+/** A Dockerfile step as the classic builder (Step 1/5 : FROM x) and Buildah (STEP 1/5: FROM x) print it. */
+export const STEP_LINE = /^(?:Step|STEP) (\d+)\/(\d+) ?: ?(.*)$/;
 const WARNING_LINE = /^\[(?:Warning|WARNING)\]:? ?(.*)$/;
 const BUILT_LINE = /^Successfully built ([0-9a-f]{12,64})$/;
 /** Lines an engine prints only once a build is complete (dockerd, Podman). */

@@ -14,7 +14,8 @@ import { formatReference, parseReference, withDefaultTag } from '../registry/ref
 import { explicitLabels } from '../build/incremental.js';
 import { layerCacheRepository } from '../build/layer-cache.js';
 import { contextImageFor, pushContextImage } from '../build/argo/context-image.js';
-import { renderWorkflow, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
+import { renderWorkflow, buildDestination, buildTaskName, indexTaskName, type IWorkflow, type WorkflowBase, type WorkflowBuild, type WorkflowIndex, type WorkflowPlan } from '../build/argo/workflow.js';
+import type { WorkflowBuildTask } from '../build/argo/executor.js';
 import { errorSummary, type ImageRun, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
 
@@ -24,10 +25,19 @@ export interface ClusterWorkflowResult {
   namespace: string;
   /** Task names in the order rendered. */
   tasks: string[];
-  /** Each image's context image, and whether it would be uploaded (the registry lacks it). */
+  /** Each image's context image, and whether it is (check mode: would be) uploaded: the registry lacked it. */
   contexts: Array<{ image: string; reference: string; upload: boolean }>;
-  /** Never true in this version: the Workflow is rendered, not submitted. */
+  /** Each build task: the image-platform it builds and where it pushes ({{workflow.uid}} until submitted). */
+  builds: WorkflowBuildTask[];
+  /** Submitted to the cluster (never in check mode). */
   submitted: boolean;
+  /** Once submitted: the Workflow's name and uid. */
+  name?: string;
+  uid?: string;
+  /** Its final phase (Succeeded, Failed, Error), when the run saw the end of it. */
+  phase?: string;
+  /** The run was cancelled and stopped the Workflow. */
+  stopped?: boolean;
 }
 
 export function kubernetesSettings(options: PipelineOptions): WorkflowPlan['settings'] {
@@ -58,7 +68,11 @@ function firstFrom(dockerfile: Buffer, buildArgs: Record<string, string>): strin
   return first ? canonical(resolveFrom(first.image, globalArgs(parsed, buildArgs))) : undefined;
 }
 
-export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, settings: WorkflowPlan['settings']): Promise<ClusterWorkflowResult> {
+/**
+ * The Workflow of planned runs (check mode's graph). upload: push the context images the registry
+ * lacks (a real run, before it submits); otherwise only say which would go up.
+ */
+export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, settings: WorkflowPlan['settings'], mode: { upload?: boolean } = {}): Promise<ClusterWorkflowResult> {
   const { options } = ctx;
   const registry = options.registry;
   const live = runs.filter((r) => r.result.status !== 'failed' && r.result.status !== 'skipped' && r.contextScan);
@@ -106,7 +120,8 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
       continue;
     }
     const context = await contextImageFor(registry, run.job.repository, scan);
-    const state = await pushContextImage(client, context, scan, { dryRun: true });
+    const state = await pushContextImage(client, context, scan, { dryRun: !mode.upload });
+    if (state.uploaded) emit(ctx.controls, { type: 'info', message: `${run.job.name}: context uploaded as ${context.reference} (${state.layerBytes ?? 0} bytes)` });
     contexts.push({ image: run.job.name, reference: context.reference, upload: !state.existed });
     const resources = run.job.metadata?.metadata;
     for (const d of details.filter((v) => !v.reused)) {
@@ -139,8 +154,9 @@ export async function renderRunWorkflow(runs: ImageRun[], ctx: RunContext, setti
     // Loaded on use: the Argo and Kubernetes validators are large, and most runs render nothing.
     const { validateWorkflow } = await import('../build/argo/validate.js');
     validateWorkflow(manifest);
-    if (settings.printWorkflow) emit(ctx.controls, { type: 'info', message: `Workflow (not submitted):\n${yaml.dump(manifest, { lineWidth: -1, noRefs: true })}` });
+    if (settings.printWorkflow) emit(ctx.controls, { type: 'info', message: `Workflow${mode.upload ? '' : ' (not submitted)'}:\n${yaml.dump(manifest, { lineWidth: -1, noRefs: true })}` });
   }
   const tasks = [...builds.map((b) => buildTaskName(b.image, b.platform)), ...indexes.filter((i) => i.platforms.some((p) => !p.digest)).map((i) => indexTaskName(i.image))];
-  return { manifest, namespace: settings.namespace, tasks, contexts, submitted: false };
+  const buildTasks = builds.map((b) => ({ task: buildTaskName(b.image, b.platform), image: b.image, ...(b.platform ? { platform: b.platform } : {}), pushedAs: buildDestination(b), ...(b.inputTag ? { inputTag: b.inputTag } : {}) }));
+  return { manifest, namespace: settings.namespace, tasks, contexts, builds: buildTasks, submitted: false };
 }

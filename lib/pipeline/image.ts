@@ -247,7 +247,7 @@ export class ImageRun {
               variant.unusable = `${plan.inputTag} cannot be read (${(error as Error).message})`;
             }
           }
-          variant.reuse = Boolean(plan.existing) && !variant.unusable && !options.force;
+          variant.reuse = Boolean(plan.existing) && !variant.unusable && !options.force && !this.#ctx.executor.underWay?.(this.job.name, platform);
           return variant;
         }),
       );
@@ -275,7 +275,7 @@ export class ImageRun {
       // The image's current tag serves as layer cache for a native build, when there is one.
       const cacheFrom = !platform && !this.#ctx.options.noCache && (await client.headManifest(this.#repository, first.tag as string)) ? formatReference(first) : undefined;
       const options = { ...this.#buildOptions(platform), tags: [plan.inputTag] as [string], labels: { [INPUT_DIGEST_LABEL]: plan.inputDigest } };
-      const built = await this.#ctx.executor.build({ what, options, scan: this.#scan as ContextScan, bases: plan.bases, cacheFrom }, this.#ctx.controls);
+      const built = await this.#ctx.executor.build({ image: this.job.name, what, options, scan: this.#scan as ContextScan, bases: plan.bases, cacheFrom }, this.#ctx.controls);
       this.#ctx.warnings.push(...built.warnings.map((w) => `${this.job.name}: ${w}`));
       variant.built = built;
       if (platform) {

@@ -15,7 +15,8 @@ import { lintImages } from '../source/lint.js';
 import { isValidTag } from '../registry/reference.js';
 import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
-import { ClusterExecutor, submissionUnavailable } from '../build/argo/executor.js';
+import { ClusterExecutor } from '../build/argo/executor.js';
+import { WORKFLOW_UID } from '../build/argo/workflow.js';
 import type { BuildExecutor } from '../build/executor.js';
 import type { EngineStats } from '../engine/pool.js';
 import { harborClientFor } from '../harbor/connect.js';
@@ -113,12 +114,12 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
 
   const cluster = options.executor === 'kubernetes';
   const settings = cluster ? kubernetesSettings(options) : undefined;
-  if (cluster) {
-    checkClusterOptions(options);
-    // The Workflow is rendered; submitting it is the Kubernetes client's part, not here yet.
-    if (!dryRun) throw submissionUnavailable();
-  }
-  const executor: BuildExecutor = cluster ? new ClusterExecutor() : new EnginesExecutor({
+  if (cluster) checkClusterOptions(options);
+  const clients = clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls);
+  const clusterExecutor = cluster ? new ClusterExecutor(dryRun ? undefined : { registry: options.registry, clients, connection: settings?.connection }) : undefined;
+  // A bad kubeconfig fails the run before anything is planned or uploaded.
+  if (clusterExecutor && !dryRun) await clusterExecutor.connect();
+  const executor: BuildExecutor = clusterExecutor ?? new EnginesExecutor({
     engines: options.engines,
     engine: options.engine,
     concurrency: options.concurrency,
@@ -135,7 +136,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     tagNames,
     buildArgs,
     executor,
-    clients: clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls),
+    clients,
     // The scan gate needs Harbor; input-tag retention uses Harbor's API when the registry is Harbor.
     harbor: options.scan?.enabled || options.keepInputTags !== 0
       ? harborClientFor({ registry: options.registry, credentials: await resolveCredentials(options.registry, options.auth), registryTls: options.registryTls, url: options.scan?.harborUrl, basePath: options.scan?.harborBasePath })
@@ -165,10 +166,17 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const concurrency = options.concurrency ?? executor.capacity;
   let workflow: ClusterWorkflowResult | undefined;
   try {
+    if (settings && clusterExecutor && !dryRun) {
+      workflow = await submitWorkflow(runs, results, ctx, settings, clusterExecutor, concurrency);
+    }
     await runJobs([...runs.values()], concurrency, controls.signal);
-    if (settings) workflow = await renderRunWorkflow([...runs.values()], ctx, settings);
+    if (settings && dryRun) workflow = await renderRunWorkflow([...runs.values()], ctx, settings);
   } finally {
     ctx.warnings.push(...(await executor.close()));
+  }
+  if (workflow?.submitted && clusterExecutor?.run) {
+    workflow.phase = clusterExecutor.run.latest.status?.phase;
+    workflow.stopped = clusterExecutor.run.stopped;
   }
 
   for (const name of names) {
@@ -191,6 +199,41 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     engines: executor.stats(),
     ...(workflow ? { workflow } : {}),
   };
+}
+
+/**
+ * Executor kubernetes, a real run: plan every image as check mode does (quietly, nothing written),
+ * render the Workflow of what is to be built, upload the contexts the registry lacks, submit it.
+ * Images the Workflow cannot build leave the run with their planning result. Then the real graph
+ * runs as for any executor; its builds wait for the Workflow's tasks (docs/DEVELOPING.md).
+ */
+async function submitWorkflow(runs: Map<string, ImageRun>, results: Map<string, PipelineImageResult>, ctx: RunContext, settings: NonNullable<ReturnType<typeof kubernetesSettings>>, executor: ClusterExecutor, concurrency: number): Promise<ClusterWorkflowResult> {
+  const planning: RunContext = {
+    ...ctx,
+    dryRun: true,
+    // The plan needs only what is built: no registration, scan or retention reads.
+    options: { ...ctx.options, register: false, scan: undefined, keepInputTags: 0 },
+    controls: { signal: ctx.controls.signal },
+    warnings: [],
+    predicted: new Map(),
+  };
+  const planned = [...runs.values()].map((run) => new ImageRun(run.job, planning));
+  await runJobs(planned, concurrency, ctx.controls.signal);
+  const workflow = await renderRunWorkflow(planned, { ...planning, controls: ctx.controls }, settings, { upload: true });
+  ctx.warnings.push(...planning.warnings);
+  for (const plan of planned) {
+    if (plan.result.status !== 'failed' && plan.result.status !== 'skipped') continue;
+    runs.delete(plan.job.name);
+    results.set(plan.job.name, { ...plan.result, status: plan.result.status });
+  }
+  if (workflow.manifest) {
+    const submitted = await executor.submit(workflow.manifest, workflow.namespace, workflow.builds, ctx.controls);
+    workflow.submitted = true;
+    workflow.name = submitted.name;
+    workflow.uid = submitted.uid;
+    workflow.builds = workflow.builds.map((b) => ({ ...b, pushedAs: b.pushedAs.split(WORKFLOW_UID).join(submitted.uid) }));
+  }
+  return workflow;
 }
 
 /** What every build of a catalog image shares. */

@@ -70,7 +70,7 @@ export interface WorkflowPlan {
   builds: WorkflowBuild[];
   indexes: WorkflowIndex[];
   /** Validated kubernetes options (schema defaults applied). */
-  settings: Required<Omit<KubernetesExecutorOptions, 'registryAuthSecret'>> & { registryAuthSecret: { name: string; key: string } };
+  settings: Required<Omit<KubernetesExecutorOptions, 'registryAuthSecret' | 'connection'>> & { registryAuthSecret: { name: string; key: string }; connection?: KubernetesExecutorOptions['connection'] };
 }
 
 /** linux/arm64/v8 -> arm64-v8 (task and tag names). */
@@ -96,6 +96,11 @@ function publishingTask(plan: WorkflowPlan, image: string): string | undefined {
 /** Tags of pushes whose input digest is not known before the Workflow runs. */
 export function workflowTag(platform?: string | null): string {
   return `build-${WORKFLOW_UID}${platform === null ? '' : `-${platformSlug(platform)}`}`;
+}
+
+/** Where a build task pushes: its input tag, or a Workflow tag when its inputs are not known before. */
+export function buildDestination(build: Pick<WorkflowBuild, 'inputTag' | 'repository' | 'platform'>): string {
+  return build.inputTag ?? `${build.repository}:${workflowTag(build.platform)}`;
 }
 
 function noTemplateMarkers(where: string, values: Record<string, string>): void {
@@ -143,7 +148,7 @@ export function renderWorkflow(plan: WorkflowPlan): IWorkflow | undefined {
       throw new ThinkubeImageError('ERR_WORKFLOW', `${b.repository} builds on ${b.from.image}, which has neither a digest nor a task in the Workflow`, { hint: 'Report this: the plan should give the base a digest or a build task' });
     }
     const fromImage = b.from?.repository;
-    const destination = b.inputTag ?? `${b.repository}:${workflowTag(b.platform)}`;
+    const destination = buildDestination(b);
     const script = buildStepScript({
       contextImage: b.context.reference,
       dockerfile: b.context.dockerfile,

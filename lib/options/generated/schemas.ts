@@ -1066,6 +1066,10 @@ export const schemaDocuments = {
     "type": "object",
     "additionalProperties": false,
     "properties": {
+      "connection": {
+        "description": "Which cluster the Workflow is submitted to and followed on: a kubeconfig file, a context, or the pod's service account; default as kubectl (KUBECONFIG, the service account in a pod, ~/.kube/config). Needs the RBAC Role in the README.",
+        "$ref": "common.schema.json#/definitions/kubeConnection"
+      },
       "namespace": {
         "description": "Namespace the Workflow runs in (Argo Workflows watches it; Thinkube's CI uses argo).",
         "type": "string",

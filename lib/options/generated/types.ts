@@ -539,6 +539,7 @@ export interface ImageMetadata {
  * Builds on a Kubernetes cluster with Argo Workflows: the plan becomes one Workflow (a DAG) of Buildah pods, one per image and platform on a node of that architecture, as Thinkube's CI builds. Only Secret names go into the Workflow, never credentials.
  */
 export interface KubernetesExecutorOptions {
+  connection?: KubeConnection;
   /**
    * Namespace the Workflow runs in (Argo Workflows watches it; Thinkube's CI uses argo).
    */
@@ -573,6 +574,27 @@ export interface KubernetesExecutorOptions {
    * Also print the rendered Workflow (YAML) on the progress output (stderr); the result always carries it.
    */
   printWorkflow?: boolean;
+}
+/**
+ * Which cluster the Workflow is submitted to and followed on: a kubeconfig file, a context, or the pod's service account; default as kubectl (KUBECONFIG, the service account in a pod, ~/.kube/config). Needs the RBAC Role in the README.
+ */
+export interface KubeConnection {
+  /**
+   * Path of a kubeconfig file (like kubectl --kubeconfig). Its content is never printed.
+   */
+  kubeconfig?: string;
+  /**
+   * Context of the kubeconfig to use. Default: its current-context.
+   */
+  context?: string;
+  /**
+   * Use the service account of the pod this runs in (/var/run/secrets/kubernetes.io/serviceaccount), even when KUBECONFIG is set.
+   */
+  inCluster?: boolean;
+  /**
+   * Time limit of each call to the Kubernetes API, in seconds.
+   */
+  timeoutSeconds?: number;
 }
 /**
  * The dockerconfigjson Secret (in the namespace) holding the registry credentials the build pods pull and push with; mounted read-only and named by REGISTRY_AUTH_FILE.
@@ -917,7 +939,7 @@ export interface PipelineRegistration {
    */
   catalogPath?: string;
   configmap?: ConfigMapTargetOptions;
-  kubernetes?: KubeConnection;
+  kubernetes?: KubeConnection1;
 }
 /**
  * Where and how the ConfigMap manifest is written (target configmap).
@@ -955,7 +977,7 @@ export interface ConfigMapTargetOptions {
 /**
  * How to reach the Kubernetes API server. Credentials come from, in this order: kubeconfig (a file), inCluster (the service account of the pod this runs in), the KUBECONFIG environment variable, the pod's service account when KUBERNETES_SERVICE_HOST is set, ~/.kube/config. The kubeconfig holds credentials: its content is never printed, only its path.
  */
-export interface KubeConnection {
+export interface KubeConnection1 {
   /**
    * Path of a kubeconfig file (like kubectl --kubeconfig). Its content is never printed.
    */
@@ -1070,7 +1092,7 @@ export interface RegisterOptions {
    */
   timeoutSeconds?: number;
   retry?: RetryOptions;
-  kubernetes?: KubeConnection;
+  kubernetes?: KubeConnection1;
   /**
    * Local catalog file (target catalog). Default: $THINKUBE_IMAGES_CATALOG, else ~/.local/share/thinkube-custom-images/catalog.json.
    */
