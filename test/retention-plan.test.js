@@ -4,7 +4,7 @@
 // swagger by test/harbor-prism.test.js). The real registry path: test/retention.test.js.
 import t from 'tap';
 import fc from 'fast-check';
-import { planRetention, retainInputTags, isInputTag } from '../dist/lib/publish/retention.js';
+import { planRetention, retainInputTags, isInputTag, isWorkflowTag } from '../dist/lib/publish/retention.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { startHarborStandin, fakeDigest } from './helpers/harbor-standin.js';
@@ -94,6 +94,24 @@ t.test('the plan: newest by creation time, ties by name, undated oldest; publish
   t.same(moved.deletes.map((d) => d.digest).sort(), [digest(1), digest(3), digest(4)].sort());
   t.same(moved.untags, []);
   t.same(planRetention(inventory, { keep: 0, current: [] }).deletes, [], '0 keeps every input tag');
+});
+
+t.test('the plan: tags a cluster build pushed before its input digest was known are always stale', async (t) => {
+  const uid = '3f0c2a5e-9b1d-4c7e-8a2f-0123456789ab';
+  t.ok(isWorkflowTag(`build-${uid}-amd64`) && isWorkflowTag(`build-${uid}`) && isWorkflowTag(`build-${uid}-native`));
+  t.notOk(isWorkflowTag('build-latest') || isWorkflowTag(`build-${uid.toUpperCase()}`) || isWorkflowTag(inTag(1)), 'other tags are not');
+  const tags = new Map([
+    [inTag(1), digest(1)],
+    [`build-${uid}-native`, digest(1)], // re-tagged to in-1: the image stays, the tag goes alone
+    [`build-${uid}`, digest(2)], // the Workflow's own index, named by nothing else: deleted
+    ['latest', digest(1)],
+  ]);
+  const created = new Map([[digest(1), '2026-01-01T00:00:00Z'], [digest(2), '2026-01-01T00:00:00Z']]);
+  const plan = planRetention({ tags, indexes: new Map(), pinned: new Set(), created }, { keep: 5, current: [inTag(1)] });
+  t.same(plan.kept, [inTag(1)], 'the input tag is kept');
+  t.same(plan.untags, [{ digest: digest(1), tag: `build-${uid}-native` }]);
+  t.same(plan.deletes, [{ digest: digest(2), tags: [`build-${uid}`] }]);
+  t.same(planRetention({ tags, indexes: new Map(), pinned: new Set(), created }, { keep: 0, current: [] }).untags, [], 'keep 0 keeps everything');
 });
 
 t.test('Harbor: stale tags deleted alone where the image is in use, else the artifact; check mode deletes nothing and predicts the same', async (t) => {

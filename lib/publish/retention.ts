@@ -33,6 +33,17 @@ export function isInputTag(tag: string): boolean {
   return INPUT_TAG.test(tag);
 }
 
+/**
+ * A tag a cluster build pushed before its input digest was known: build-<Workflow uid>[-<platform>]
+ * (lib/build/argo/workflow.ts workflowTag). The run re-tags the image to its input tag, so these
+ * are always stale: removed (where the registry can remove a tag alone) whatever keep says.
+ */
+const WORKFLOW_TAG = /^build-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(-[a-z0-9-]+)?$/;
+
+export function isWorkflowTag(tag: string): boolean {
+  return WORKFLOW_TAG.test(tag);
+}
+
 /** What a repository holds, as far as retention needs it. */
 export interface RepositoryInventory {
   /** Every tag and the digest it names. */
@@ -76,7 +87,7 @@ export function planRetention(inventory: RepositoryInventory, options: { keep: n
   others.sort((a, b) => (when(a) === when(b) ? (a < b ? -1 : a > b ? 1 : 0) : when(a) < when(b) ? 1 : -1));
   const slots = Math.max(0, keep - current.length);
   plan.kept.push(...others.slice(0, slots));
-  const stale = new Set(others.slice(slots));
+  const stale = new Set([...others.slice(slots), ...[...tags.keys()].filter((t) => isWorkflowTag(t) && !current.includes(t))]);
   if (stale.size === 0) return plan;
   // In use: named by a tag that stays, or a platform of an index such a tag names, or pinned.
   const inUse = new Set(inventory.pinned);
@@ -214,7 +225,7 @@ export async function retainInputTags(
       // The usual case costs one request: no more input tags than kept, so nothing to rank.
       const names = await client.listTags(repository);
       const inputTags = new Set([...names.filter(isInputTag), ...options.current]);
-      if (inputTags.size <= options.keep) return { ...result, kept: [...inputTags].sort() };
+      if (inputTags.size <= options.keep && !names.some(isWorkflowTag)) return { ...result, kept: [...inputTags].sort() };
       inventory = await registryInventory(client, repository, names);
     }
     const plan = planRetention(inventory, options);
