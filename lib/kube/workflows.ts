@@ -68,8 +68,9 @@ export function taskPodName(workflowName: string, node: Pick<WorkflowNodeStatus,
   return `${prefix}-${fnv32a(node.name)}`;
 }
 
-/** After this many watches in a row end without delivering anything, following gives up. */
+/** After this many watches in a row end at once without delivering anything, following gives up. */
 const MAX_EMPTY_WATCHES = 6;
+const QUICK_END_MS = 2000;
 
 export interface FollowOptions {
   /** Every newer version of the Workflow, in order. */
@@ -142,6 +143,7 @@ export class WorkflowClient {
     while (!workflowFinished(latest)) {
       if (this.#signal?.aborted) throw this.connection.error(new Error('aborted'), this.#operation('watch', name), this.#signal);
       let delivered = false;
+      const started = Date.now();
       const ended = await new Promise<{ expired?: boolean; error?: unknown; deleted?: boolean }>((resolve) => {
         let controller: AbortController | undefined;
         const onAbort = (): void => controller?.abort();
@@ -199,8 +201,9 @@ export class WorkflowClient {
         continue;
       }
       // A watch ends when the server says so, a proxy cuts it or the client's inactivity timer
-      // fires: resume from the last version. Only watches that end in a row without a word fail.
-      empty = delivered ? 0 : empty + 1;
+      // fires (30 s without a byte): resume from the last version. Only watches that fail at once,
+      // several in a row (the API server is gone), fail the run.
+      empty = delivered || Date.now() - started > QUICK_END_MS ? 0 : empty + 1;
       if (empty >= MAX_EMPTY_WATCHES) {
         throw this.connection.error(ended.error ?? new Error('every watch ended at once'), this.#operation('watch', name));
       }

@@ -31,12 +31,12 @@ export async function run(valid: Record<string, unknown>, context: CommandContex
     done: names((i) => i.status === 'done'),
     failedImages: names((i) => i.status === 'failed'),
     notStarted: names((i) => i.status === 'skipped' || (i.status === 'planned' && !context.checkMode)),
-    msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}`,
+    msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}${result.workflow?.stopped ? `. Workflow ${result.workflow.namespace}/${result.workflow.name ?? ''} was stopped: nothing of it was registered` : ''}`,
     // One line per image, in build order: what a playbook shows as each image's outcome.
     summary: result.images.map(summaryLine),
     images: result.images,
     order: result.order,
-    // executor kubernetes: the rendered Workflow (check mode: not submitted).
+    // executor kubernetes: the Workflow (check mode: rendered, not submitted; a run: its name, phase, stopped).
     ...(result.workflow ? { workflow: result.workflow } : {}),
     duration: result.durationMs / 1000,
   };
