@@ -31,7 +31,7 @@ export async function run(valid: Record<string, unknown>, context: CommandContex
     done: names((i) => i.status === 'done'),
     failedImages: names((i) => i.status === 'failed'),
     notStarted: names((i) => i.status === 'skipped' || (i.status === 'planned' && !context.checkMode)),
-    msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}${result.workflow?.stopped ? `. Workflow ${result.workflow.namespace}/${result.workflow.name ?? ''} was stopped: nothing of it was registered` : ''}`,
+    msg: `Pipeline: ${parts.join('; ')}${firstFailure?.error ? `. ${firstFailure.name}: ${firstFailure.error.message}` : ''}${result.workflow?.stopped ? `. Workflow ${result.workflow.namespace}/${result.workflow.name ?? ''} was stopped (cancelled): the images not done were not registered` : ''}`,
     // One line per image, in build order: what a playbook shows as each image's outcome.
     summary: result.images.map(summaryLine),
     images: result.images,
