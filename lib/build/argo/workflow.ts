@@ -233,7 +233,8 @@ export function renderWorkflow(plan: WorkflowPlan): IWorkflow | undefined {
         { name: 'registry-auth', secret: { secretName: s.registryAuthSecret.name, items: [{ key: s.registryAuthSecret.key, path: 'config.json' }] } },
         { name: 'containers-storage', emptyDir: {} },
       ],
-      templates: [{ name: 'images', dag: { tasks } }, ...templates],
+      // failFast off: an image whose build fails fails alone; unrelated builds still start (Argo's DAG default stops scheduling).
+      templates: [{ name: 'images', dag: { failFast: false, tasks } }, ...templates],
     },
   };
 }
