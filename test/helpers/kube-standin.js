@@ -324,6 +324,8 @@ export async function startKubeStandin(options = {}) {
     if (from !== undefined && !Number.isInteger(from)) return send(res, 400, status(400, 'BadRequest', `invalid resource version: strconv.ParseUint: parsing "${rvParam}": invalid syntax`));
     if (from !== undefined && from > revision) return send(res, 504, status(504, 'Timeout', `Timeout: Too large resource version: ${from}, current: ${revision}`, { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 }));
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
+    // The API server sends the headers at once: a client's watch() resolves before any event.
+    res.flushHeaders();
     const line = (type, object) => res.write(`${JSON.stringify({ type, object })}\n`);
     if (from !== undefined && from < compactedRevision) {
       // The watch cache (etcd) no longer has these events: the stream says so once and ends.
@@ -557,6 +559,10 @@ export async function startKubeStandin(options = {}) {
     },
     addUser,
     addResource,
+    /** Serve `resource`/`name` (e.g. pods/log) with handler({ req, res, url, parsed, object, send, status }); RBAC as "pods/log". */
+    addSubresource(resource, name, handler, group = '') {
+      specOf(resource, group).subresources[name] = handler;
+    },
     /** The stored object (a copy), or undefined. */
     get(resource, namespace, name, group = '') {
       const o = objects.get(`${group}/${resource}/${namespace}/${name}`);

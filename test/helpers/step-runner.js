@@ -3,11 +3,17 @@
 // runroot of its own, through CONTAINERS_STORAGE_CONF, in place of the pod's emptyDir), the
 // mounted Secret's files at a local path named by the same environment variable, and the output
 // parameter read from the file the template names. Nothing of the command itself is changed
-// beyond Argo's own substitutions ({{inputs.parameters.*}}, {{workflow.uid}}).
-import { spawn, spawnSync } from 'node:child_process';
+// beyond Argo's own substitutions ({{inputs.parameters.*}}, {{workflow.uid}}). The output can be
+// followed as it is produced (onOutput), and an AbortSignal stops the step as the kubelet stops a
+// container: SIGTERM to the whole process group, SIGKILL after the grace period, exit code 128 +
+// signal; the storage root is cleaned either way.
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 /** Argo's substitution of input parameters and workflow variables; an unresolved one is an error. */
 export function substitute(text, { parameters = {}, workflowUid, tasks = {} }) {
@@ -27,21 +33,24 @@ function storageEnv(dir) {
   return { CONTAINERS_STORAGE_CONF: conf };
 }
 
-/** Unmount and remove a step's storage root (overlay mounts first). */
-function cleanup(dir, env) {
-  spawnSync('buildah', ['rm', '--all'], { env, stdio: 'ignore' });
-  spawnSync('buildah', ['rmi', '--all', '--force'], { env, stdio: 'ignore' });
+/** Unmount and remove a step's storage root (overlay mounts first); async, so a server in the same process keeps serving. */
+async function cleanup(dir, env) {
+  const quiet = (cmd, args, options) => run(cmd, args, options).catch(() => undefined);
+  await quiet('buildah', ['rm', '--all'], { env });
+  await quiet('buildah', ['rmi', '--all', '--force'], { env });
   const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m && m.startsWith(dir)).sort().reverse();
-  for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+  for (const m of mounts) await quiet('umount', ['-l', m]);
   rmSync(dir, { recursive: true, force: true });
 }
 
 /**
  * Run `template` of `workflow` (a rendered Workflow) with the given input parameters.
  * secrets: { <secret name>: { <key>: content } } for the Secret volumes it mounts.
- * Resolves { code, output (stdout+stderr), outputs: { <parameter>: value } }.
+ * onOutput(chunk: Buffer): stdout and stderr as they come. signal: abort to stop the step
+ * (SIGTERM, then SIGKILL after graceMs).
+ * Resolves { code, signal, aborted, output (stdout+stderr), outputs: { <parameter>: value } }.
  */
-export async function runStep(workflow, templateName, { parameters = {}, workflowUid = 'local-uid', secrets = {}, keepRoot = false } = {}) {
+export async function runStep(workflow, templateName, { parameters = {}, workflowUid = 'local-uid', secrets = {}, keepRoot = false, onOutput, signal, graceMs = 2000 } = {}) {
   const template = workflow.spec.templates.find((t) => t.name === templateName);
   if (!template?.container) throw new Error(`no container template ${templateName}`);
   const c = template.container;
@@ -73,15 +82,38 @@ export async function runStep(workflow, templateName, { parameters = {}, workflo
     env[e.name] = value;
   }
   const argv = [...(c.command ?? []), ...(c.args ?? [])].map((a) => substitute(a, vars));
-  const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so that a stop reaches buildah and its children, not only the shell.
+  const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const take = (d) => {
+    output += d;
+    onOutput?.(d);
+  };
+  child.stdout.on('data', take);
+  child.stderr.on('data', take);
+  let graceTimer;
+  const signalGroup = (name) => {
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      // Already gone.
+    }
+  };
+  const stop = () => {
+    signalGroup('SIGTERM');
+    graceTimer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+  };
+  if (signal?.aborted) stop();
+  else signal?.addEventListener('abort', stop, { once: true });
+  const [exitCode, exitSignal] = await new Promise((resolve) => child.on('close', (c, s) => resolve([c, s])));
+  clearTimeout(graceTimer);
+  signal?.removeEventListener('abort', stop);
+  // As a container runtime reports a signalled process.
+  const code = exitCode ?? 128 + os.constants.signals[exitSignal];
   const outputs = {};
   for (const [name, file] of Object.entries(outputFiles)) if (existsSync(file)) outputs[name] = readFileSync(file, 'utf8').trim();
-  if (!keepRoot) cleanup(dir, env);
-  return { code, output, outputs };
+  if (!keepRoot) await cleanup(dir, env);
+  return { code, signal: exitSignal ?? undefined, aborted: signal?.aborted ?? false, output, outputs };
 }
 
 /** Run every task of the Workflow's DAG in dependency order; task arguments get the outputs of earlier tasks. */
