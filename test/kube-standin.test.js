@@ -42,7 +42,7 @@ async function cluster(t, { controller = true, ...options } = {}) {
   return { kube, argo, dir, client, ...client() };
 }
 
-/** A client-node Watch collecting its events; until(n) waits for n events, done resolves with the done() error (null when the stream ended). */
+/** A client-node Watch collecting its events; until(n) waits for n events (or for one matching a predicate), done resolves with the done() error (null when the stream ended). */
 async function watchOf(kc, apiPath, query = {}) {
   const events = [];
   const waiters = [];
@@ -64,7 +64,7 @@ async function watchOf(kc, apiPath, query = {}) {
     events,
     done,
     abort: () => controller.abort(),
-    until: (n) => new Promise((resolve) => (waiters.push({ test: () => events.length >= n, resolve }), notify())),
+    until: (n) => new Promise((resolve) => (waiters.push({ test: () => (typeof n === 'function' ? events.some(n) : events.length >= n), resolve }), notify())),
   };
 }
 
@@ -225,10 +225,7 @@ t.test('a Workflow runs its DAG: names as Argo v2 pod names, placement by archit
   const done = await argo.whenPhase(NS, name);
   t.equal(done.status.phase, 'Succeeded');
   const phases = [];
-  await new Promise((resolve) => {
-    const look = () => (w.events.at(-1)?.object.status?.phase === 'Succeeded' ? resolve() : setImmediate(look));
-    look();
-  });
+  await w.until((e) => e.object.status?.phase === 'Succeeded');
   for (const e of w.events) if (phases.at(-1) !== e.object.status?.phase) phases.push(e.object.status?.phase);
   t.same(phases, ['Running', 'Succeeded'], 'the watch sees Running, then Succeeded');
   t.ok(w.events.every((e) => e.type === 'MODIFIED') && w.events.length >= 5, `every status write is a MODIFIED event (${w.events.length})`);
@@ -370,4 +367,25 @@ t.test('a missing Secret keeps the pod in ContainerCreating with a FailedMount e
   const done = await argo.whenPhase(NS, name);
   t.equal(done.status.phase, 'Succeeded');
   t.equal(argo.log(NS, argoPodName(name, `${name}.auth`, 'auth')), '{"auths":{}}', 'the step read the Secret where its volume is mounted');
+});
+
+t.test('deleting a running Workflow kills its step and deletes its pods; podGC deletes a finished pod, whose log is then 404', async (t) => {
+  const { kube, argo, kc, custom } = await cluster(t);
+  const wf = await submit(custom, workflow([{ name: 'long', script: 'echo running; exec sleep 600' }]));
+  const name = wf.metadata.name;
+  const pod = argoPodName(name, `${name}.long`, 'long');
+  await argo.whenLogged(NS, pod, /running/);
+  await custom.deleteNamespacedCustomObject({ ...WF, namespace: NS, name });
+  t.match(await argo.whenRecorded({ event: 'finished', workflow: name, task: 'long' }), { exitCode: 143 }, 'the container got SIGTERM');
+  t.match(argo.record.find((r) => r.event === 'pod-deleted' && r.workflow === name), { pod, by: 'garbage-collector' });
+  t.equal(kube.get('pods', NS, pod), undefined);
+
+  const gc = workflow([{ name: 'quick', script: 'echo done; printf sha256:%064d 6 > "$DIGEST_FILE"' }]);
+  gc.spec.podGC = { strategy: 'OnPodCompletion', deleteDelayDuration: '0s' };
+  const second = await submit(custom, gc);
+  const quick = argoPodName(second.metadata.name, `${second.metadata.name}.quick`, 'quick');
+  await argo.whenRecorded({ event: 'pod-deleted', pod: quick, by: 'podGC' });
+  t.equal((await argo.whenPhase(NS, second.metadata.name)).status.phase, 'Succeeded');
+  const gone = await new Log(kc).log(NS, quick, 'main', new PassThrough()).catch((e) => e);
+  t.equal(gone.code, 404, 'the log of a collected pod is gone with it');
 });
