@@ -389,3 +389,23 @@ t.test('deleting a running Workflow kills its step and deletes its pods; podGC d
   const gone = await new Log(kc).log(NS, quick, 'main', new PassThrough()).catch((e) => e);
   t.equal(gone.code, 404, 'the log of a collected pod is gone with it');
 });
+
+t.test('a node runs as many pods as it has slots: the next task of that architecture waits Unschedulable, then runs', async (t) => {
+  const { argo, kube, custom } = await cluster(t);
+  const gate = path.join(tmp(t), 'gate');
+  const wf = await submit(
+    custom,
+    workflow([
+      { name: 'first', script: `echo first; while [ ! -e ${gate} ]; do sleep 0.05; done; printf sha256:%064d 7 > "$DIGEST_FILE"` },
+      { name: 'second', script: 'printf sha256:%064d 8 > "$DIGEST_FILE"' },
+    ]),
+  );
+  const name = wf.metadata.name;
+  const waiting = await argo.whenRecorded({ event: 'unschedulable', workflow: name, task: 'second' });
+  t.equal(waiting.message, "0/2 nodes are available: 1 Too many pods, 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.");
+  t.match(kube.get('workflows', NS, name, 'argoproj.io').status.nodes[argoNodeId(name, `${name}.second`)], { phase: 'Pending', message: `Unschedulable: ${waiting.message}` });
+  writeFileSync(gate, '');
+  t.equal((await argo.whenPhase(NS, name)).status.phase, 'Succeeded');
+  const order = argo.record.filter((r) => r.workflow === name && ['started', 'finished'].includes(r.event)).map((r) => `${r.event} ${r.task} ${r.host}`);
+  t.same(order, ['started first node-amd64', 'finished first node-amd64', 'started second node-amd64', 'finished second node-amd64'], 'the second ran on the same node after the first');
+});
