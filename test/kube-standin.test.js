@@ -404,6 +404,7 @@ t.test('a node runs as many pods as it has slots: the next task of that architec
   const waiting = await argo.whenRecorded({ event: 'unschedulable', workflow: name, task: 'second' });
   t.equal(waiting.message, "0/2 nodes are available: 1 Too many pods, 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.");
   t.match(kube.get('workflows', NS, name, 'argoproj.io').status.nodes[argoNodeId(name, `${name}.second`)], { phase: 'Pending', message: `Unschedulable: ${waiting.message}` });
+  t.same(argo.nodes.map((n) => [n.name, n.running]), [['node-amd64', [argoPodName(name, `${name}.first`, 'first')]], ['node-arm64', []]], 'the amd64 node is full');
   writeFileSync(gate, '');
   t.equal((await argo.whenPhase(NS, name)).status.phase, 'Succeeded');
   const order = argo.record.filter((r) => r.workflow === name && ['started', 'finished'].includes(r.event)).map((r) => `${r.event} ${r.task} ${r.host}`);

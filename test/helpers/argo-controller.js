@@ -113,10 +113,12 @@ export function startArgoController(kube, options = {}) {
     check();
   }
   function later(ms, fn) {
+    if (ms > 2 ** 31 - 1) return; // beyond setTimeout's range (a TTL of weeks): never within a test
     const timer = setTimeout(() => {
       timers.delete(timer);
       fn();
     }, ms);
+    timer.unref();
     timers.add(timer);
   }
   function check() {
@@ -596,7 +598,10 @@ export function startArgoController(kube, options = {}) {
   return {
     /** Every step of the controller, in order: { seq, at, event, workflow, task?, pod?, host?, phase?, exitCode?, message? }. */
     record,
-    nodes,
+    /** The nodes: [{ name, arch, slots, labels, running: [pod names] }]. */
+    get nodes() {
+      return nodes.map((n) => ({ name: n.name, arch: n.arch, slots: n.slots, labels: { ...n.labels }, running: [...n.running].map((t) => t.pod) }));
+    },
     /** The order in which tasks of a workflow started, with their node: [{ task, host }]. */
     started(workflow) {
       return record.filter((r) => r.event === 'started' && r.workflow === workflow).map((r) => ({ task: r.task, host: r.host }));
