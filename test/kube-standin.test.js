@@ -124,6 +124,12 @@ t.test('watch: 410 Expired as an ERROR event after compaction; a cut connection;
   const cut = await fromNow.done;
   t.ok(cut instanceof Error, `a cut connection ends the watch with an error (${cut?.message})`);
 
+  const ahead = await watchOf(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: String(kube.revision + 10) });
+  t.equal((await ahead.done)?.statusCode, 504, 'a resourceVersion the server has not reached: 504 Timeout "Too large resource version"');
+  const byUrl = await watchOf(kc, '/api/v1/namespaces/default/configmaps/c', {});
+  await byUrl.until(1);
+  t.same(byUrl.events.map((e) => `${e.type} ${e.object.metadata.name}`), ['ADDED c'], 'a watch on an object URL sees only that object');
+  byUrl.abort();
   const timed = await watchOf(kc, '/api/v1/namespaces/default/configmaps', { timeoutSeconds: 1 });
   t.equal(await timed.done, null, 'timeoutSeconds ends the stream cleanly');
   t.equal(timed.events.length, 3, 'after the ADDED of the current objects');
