@@ -179,6 +179,9 @@ t.test('401 after the token is revoked; 403 from RBAC on workflows and on pods/l
   t.equal(log.code, 403, 'get on pods does not give pods/log');
   t.match(kube.requests.at(-1), { path: `/api/v1/namespaces/${NS}/pods/p/log`, status: 403 });
 
+  const wrongGroup = client(kube.addUser('core-only', [{ apiGroups: [''], verbs: ['*'], resources: ['*'], namespaces: [NS] }]));
+  t.equal((await wrongGroup.custom.listNamespacedCustomObject({ ...WF, namespace: NS }).catch((e) => e)).code, 403, "a rule's apiGroups limit it as a Role's do");
+
   kube.revoke(token);
   const revoked = await builder.custom.listNamespacedCustomObject({ ...WF, namespace: NS }).catch((e) => e);
   t.equal(revoked.code, 401, 'a revoked token is 401');

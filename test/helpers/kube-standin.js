@@ -30,7 +30,8 @@
 // - bearer-token authentication (401 Unauthorized, also for a token after revoke(token); a watch
 //   already open goes on, as authentication happens once per request), and RBAC per user: rules
 //   of verbs, resources (a subresource as "pods/log") and namespaces (403 Forbidden: 'User "x"
-//   cannot get resource "configmaps" in API group "" in the namespace "ns"').
+//   cannot get resource "configmaps" in API group "" in the namespace "ns"'); a rule may name
+//   apiGroups (default: every group), as a Role's rule does.
 // Built-in resources: configmaps, secrets (data base64; stringData is folded into data on write,
 // as the API server does), pods, events. More with addResource({ group, version, resource, kind,
 // validate?, subresources: { name: handler } }); test/helpers/argo-controller.js adds Argo's
@@ -215,9 +216,10 @@ export async function startKubeStandin(options = {}) {
   addResource({ group: '', version: 'v1', resource: 'pods', kind: 'Pod' });
   addResource({ group: '', version: 'v1', resource: 'events', kind: 'Event' });
 
-  function allowed(user, verb, resource, namespace) {
+  function allowed(user, verb, resource, namespace, group) {
     return (rules.get(user) ?? []).some(
       (r) =>
+        (r.apiGroups === undefined || r.apiGroups.includes('*') || r.apiGroups.includes(group)) &&
         (r.verbs.includes('*') || r.verbs.includes(verb)) &&
         (r.resources.includes('*') || r.resources.includes(resource)) &&
         (r.namespaces.includes('*') || (namespace !== undefined && r.namespaces.includes(namespace))),
@@ -418,7 +420,7 @@ export async function startKubeStandin(options = {}) {
     if (!verb) return send(res, 405, status(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
     const group = parsed.group;
     const resource = parsed.subresource ? `${parsed.resource}/${parsed.subresource}` : parsed.resource;
-    if (!allowed(user, verb, resource, parsed.namespace)) {
+    if (!allowed(user, verb, resource, parsed.namespace, group)) {
       const what = parsed.name ? `${kindName(spec)} "${parsed.name}"` : kindName(spec);
       const where = parsed.namespace ? ` in the namespace "${parsed.namespace}"` : ' at the cluster scope';
       return send(res, 403, status(403, 'Forbidden', `${what} is forbidden: User "${user}" cannot ${verb} resource "${resource}" in API group "${group}"${where}`, { ...(parsed.name ? { name: parsed.name } : {}), kind: parsed.resource, ...(group ? { group } : {}) }));
