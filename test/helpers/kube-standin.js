@@ -503,7 +503,7 @@ export async function startKubeStandin(options = {}) {
       const entry = { method: req.method, path: url.pathname, query: url.search, user: user ?? (token === undefined ? 'anonymous' : 'invalid-token'), status: 0 };
       requests.push(entry);
       const parsed = parseApiPath(url.pathname);
-      const matches = (f) => (!f.method || f.method === req.method) && (!f.path || f.path === url.pathname);
+      const matches = (f) => (!f.method || f.method === req.method) && (!f.path || f.path === url.pathname) && (f.watch === undefined || f.watch === isTrue(url.searchParams.get('watch') ?? ''));
       const bi = befores.findIndex(matches);
       if (bi >= 0) {
         const [before] = befores.splice(bi, 1);
@@ -611,11 +611,11 @@ export async function startKubeStandin(options = {}) {
       subscribers.add(fn);
       return () => subscribers.delete(fn);
     },
-    /** Run `fn` (may be async) before the next request matching { method, path } is handled. */
+    /** Run `fn` (may be async) before the next request matching { method, path, watch } is handled (watch: true only watches, false no watch). */
     beforeNext(match, fn) {
       befores.push({ ...match, fn });
     },
-    /** Answer the next request matching { method, path } with `status` (a Status object). */
+    /** Answer the next request matching { method, path, watch } with `status` (a Status object; opts reason, message). */
     failNext(match, code, opts = {}) {
       failures.push({ ...match, status: code, ...opts });
     },
