@@ -234,6 +234,9 @@ export class WorkflowClient {
         callback();
       },
     });
+    // client-node pipes its response stream into the sink without an error listener: an abort
+    // (or a cut connection) would be an unhandled error that kills the process.
+    sink.on('pipe', (source: NodeJS.ReadableStream) => source.on('error', () => sink.end()));
     const done = new Promise<void>((resolve, reject) => {
       sink.on('finish', () => {
         if (pending) onLine(pending);

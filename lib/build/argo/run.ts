@@ -169,13 +169,15 @@ export class WorkflowRun {
       if (/^Copying blob /.test(line) && !/skipped|already exists/.test(line)) state.blobsPushed += 1;
       emit(this.#controls, { type: 'build-log', line: `[${task}] ${line}` });
     };
-    // The pod may not be there yet when the node says Running: try a few times.
-    for (let attempt = 0; attempt < 5 && !state.stopLog.signal.aborted; attempt++) {
+    // The pod may not be there yet when the node says Running (404), or its container not
+    // started (400 "waiting to start"): try a few times.
+    for (let attempt = 0; attempt < 8 && !state.stopLog.signal.aborted; attempt++) {
       try {
         await this.#client.log(pod, onLine, { signal: state.stopLog.signal });
         return;
       } catch (error) {
-        if ((error as ThinkubeImageError).details?.status !== 404) {
+        const status = (error as ThinkubeImageError).details?.status;
+        if (status !== 404 && status !== 400) {
           emit(this.#controls, { type: 'warning', message: `${task}: its log cannot be read (${(error as Error).message})` });
           return;
         }
