@@ -74,7 +74,8 @@ function options(dir, project, kubeconfig, extra = {}) {
 }
 
 const workflows = (kube) => kube.list('workflows', 'argo', 'argoproj.io');
-const catalogOf = (dir) => (existsSync(path.join(dir, 'catalog.json')) ? JSON.parse(readFileSync(path.join(dir, 'catalog.json'), 'utf8')) : { images: [] });
+/** Names of the images registered in the run's catalog. */
+const registered = (dir) => (existsSync(path.join(dir, 'catalog.json')) ? Object.keys(JSON.parse(readFileSync(path.join(dir, 'catalog.json'), 'utf8')).images).sort() : []);
 
 t.test('a run builds through one Workflow on the cluster, then publishes and registers; a second run submits nothing', async (t) => {
   const project = uniqueName('cr').replace(/[^a-z0-9-]/g, '').slice(0, 40);
@@ -118,7 +119,7 @@ t.test('a run builds through one Workflow on the cluster, then publishes and reg
   t.ok(events.some((e) => e.type === 'info' && new RegExp(`Submitted Workflow argo/${wf.metadata.name}`).test(e.message)));
   t.notOk(JSON.stringify(result).includes(env.registryPassword), 'no password in the result');
   t.notOk(JSON.stringify(events).includes(env.registryPassword), 'no password in the events');
-  t.same(catalogOf(dir).images.map((i) => i.name).sort(), ['app', 'base', 'solo'], 'all three registered');
+  t.same(registered(dir), ['app', 'base', 'solo'], 'all three registered');
 
   // Nothing changed: planned locally, nothing reaches the cluster.
   const requestsBefore = kube.requests.length;
@@ -142,12 +143,12 @@ t.test('a failing step fails its image with the step and the log tail; its depen
   t.equal(result.failed, true);
   t.equal(byName.base.status, 'failed');
   t.equal(byName.base.error.code, 'ERR_BUILD_FAILED');
-  t.match(byName.base.error.step, /^STEP 2\/2: RUN echo "about to fail" && exit 3/, 'the failing Dockerfile step');
+  t.match(byName.base.error.step, /^STEP 2\/\d+: RUN echo "about to fail" && exit 3$/, 'the failing Dockerfile step');
   t.ok(byName.base.error.logTail.includes('about to fail'), 'the log tail holds the output');
   t.match(byName.base.error.message, /task build-base of Workflow argo\/thinkube-images-/);
   t.equal(byName.app.status, 'skipped', 'the dependant is not built');
   t.equal(byName.solo.status, 'done', 'an unrelated image is built (the DAG does not fail fast)');
-  t.same(catalogOf(dir).images.map((i) => i.name), ['solo'], 'only solo registered');
+  t.same(registered(dir), ['solo'], 'only solo registered');
   t.equal(workflows(kube)[0].status.phase, 'Failed');
 });
 
@@ -168,7 +169,7 @@ t.test('a watch dropped mid-build and one too old (410) are resumed; the run com
   const watches = kube.requests.filter((r) => r.method === 'GET' && r.path === watchPath && /watch=true/.test(r.query));
   t.ok(watches.length >= 3, `watched ${watches.length} times`);
   t.ok(kube.requests.some((r) => r.method === 'GET' && r.path === `${watchPath}/${started.workflow}`), 'after the 410 the Workflow was read again');
-  t.same(catalogOf(dir).images.map((i) => i.name).sort(), ['app', 'base']);
+  t.same(registered(dir), ['app', 'base']);
 });
 
 t.test('a token revoked mid-run: the images fail with the 401, nothing is registered, the message says the Workflow may still run', async (t) => {
@@ -186,7 +187,7 @@ t.test('a token revoked mid-run: the images fail with the 401, nothing is regist
   t.match(base.error.message, /401 Unauthorized to watch workflows\.argoproj\.io/);
   t.match(base.error.message, /may still be running in the cluster/);
   t.notOk(JSON.stringify(result).includes(token), 'the token is never printed');
-  t.same(catalogOf(dir).images, [], 'nothing registered');
+  t.same(registered(dir), [], 'nothing registered');
 });
 
 t.test('RBAC without create on workflows: a clear 403 naming the verb, resource and namespace, before any build', async (t) => {
@@ -195,7 +196,7 @@ t.test('RBAC without create on workflows: a clear 403 naming the verb, resource 
   const dir = imagesDir(t, project);
   await t.rejects(runPipeline(options(dir, project, kubeconfig)), { code: 'ERR_KUBE_FORBIDDEN', message: /403 Forbidden to create workflows\.argoproj\.io in namespace argo/, hint: /verb create on workflows\.argoproj\.io in namespace argo/ });
   t.equal(workflows(kube).length, 0);
-  t.same(catalogOf(dir).images, [], 'nothing registered');
+  t.same(registered(dir), [], 'nothing registered');
 });
 
 t.test('SIGINT to the CLI mid-run stops the Workflow; the result says so and nothing is registered', async (t) => {
@@ -228,6 +229,6 @@ t.test('SIGINT to the CLI mid-run stops the Workflow; the result says so and not
   const final = await argo.whenPhase('argo', started.workflow);
   t.equal(final.status.phase, 'Failed');
   t.match(final.status.message, /Stopped with strategy 'Stop'/);
-  t.same(catalogOf(dir).images, [], 'nothing registered');
+  t.same(registered(dir), [], 'nothing registered');
   t.notOk(stdout.includes(credentials.password) || stderr.includes(credentials.password), 'no password printed');
 });

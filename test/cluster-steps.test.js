@@ -16,7 +16,7 @@ import { contextImageFor, pushContextImage } from '../dist/lib/build/argo/contex
 import { workflowProblems } from '../dist/lib/build/argo/validate.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { runDag, runStep } from './helpers/step-runner.js';
-import { runPlaybook } from './helpers/ansible.js';
+import { recap, runPlaybook } from './helpers/ansible.js';
 
 t.setTimeout(20 * 60_000);
 
@@ -127,9 +127,18 @@ t.test('an image built on a rebuilt image of the run in a later stage fails alon
   t.same(workflowProblems(result.workflow.manifest), []);
 });
 
-t.test('a real run with executor kubernetes fails clearly instead of pretending', async (t) => {
+t.test('a real run against a cluster that does not answer fails clearly, naming the server and the call', async (t) => {
   const dir = imagesDir(t);
-  await t.rejects(runPipeline(options(dir)), { code: 'ERR_WORKFLOW', message: /cannot submit Workflows yet/ });
+  const { startKubeStandin } = await import('./helpers/kube-standin.js');
+  const kube = await startKubeStandin({ namespaces: ['argo'] });
+  const kubeconfig = kube.kubeconfig(dir, { file: 'gone-kubeconfig' });
+  await kube.close(); // nobody listens there any more
+  writeFileSync(path.join(dir, 'base', 'greeting.txt'), `unreachable ${Date.now()}\n`); // something to submit
+  await t.rejects(runPipeline({ ...options(dir), images: ['base'], kubernetes: { connection: { kubeconfig, timeoutSeconds: 5 } } }), {
+    code: 'ERR_KUBE_UNREACHABLE',
+    message: new RegExp(`Cannot reach the Kubernetes API at ${kube.url.replace(/[.]/g, '\\.')} to create workflows\\.argoproj\\.io in namespace argo`),
+    hint: /server address of the kubeconfig/,
+  });
 });
 
 t.test('the CLI in check mode prints a Workflow that validates, and no secret', async (t) => {
@@ -151,25 +160,56 @@ t.test('the CLI in check mode prints a Workflow that validates, and no secret', 
   t.notOk(run.stdout.includes(env.registryPassword) || run.stderr.includes(env.registryPassword), 'no password anywhere');
 });
 
-t.test('the playbook with build_executor=kubernetes: check mode renders the Workflow, a real run fails saying why', async (t) => {
+t.test('the playbook with build_executor=kubernetes: check mode renders the Workflow; a run builds a two-image set on the stand-in cluster and registers both; the next run changes nothing', async (t) => {
   const dir = imagesDir(t);
+  const { startKubeStandin } = await import('./helpers/kube-standin.js');
+  const { startArgoController } = await import('./helpers/argo-controller.js');
+  const { startControlStandin } = await import('./helpers/control-standin.js');
+  const kube = await startKubeStandin({ namespaces: ['builds', 'thinkube-control'] });
+  const argo = startArgoController(kube, { podGcDelayMs: 60_000 });
+  const control = await startControlStandin({ kube: { url: kube.url, token: kube.adminToken, ca: kube.ca } });
+  t.teardown(async () => {
+    await control.close();
+    await argo.stop();
+    await kube.close();
+  });
+  kube.put('secrets', { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/dockerconfigjson', metadata: { name: 'harbor-docker-config', namespace: 'builds' }, data: { 'config.json': Buffer.from(dockerConfig).toString('base64') } });
+  const kubeconfig = kube.kubeconfig(dir);
   const vars = {
     harbor_registry: env.registryAuth,
     harbor_username: env.registryUser,
     harbor_admin_password: env.registryPassword,
     harbor_project: project,
     images_dir: dir,
-    catalog_path: path.join(dir, 'catalog.json'),
+    images: ['base', 'app'],
+    // With a kubeconfig the playbook registers through the ConfigMap thinkube-control syncs.
+    kubeconfig,
+    thinkube_control_url: control.baseUrl,
+    thinkube_control_token: control.token,
+    keep_input_tags: 0,
     build_executor: 'kubernetes',
     build_kubernetes: { namespace: 'builds' },
   };
+  // Something for the Workflow to build whatever earlier tests pushed.
+  writeFileSync(path.join(dir, 'base', 'greeting.txt'), `playbook ${Date.now()}\n`);
   const check = await runPlaybook({ extraVars: vars, args: ['--check', '-v'] });
   if (!t.equal(check.code, 0, 'the check run succeeds')) t.comment(check.output.slice(-3000));
   t.match(check.output, /"apiVersion": "argoproj.io\/v1alpha1"/, 'the module returns the Workflow with its own field names');
   t.match(check.output, /"namespace": "builds"/);
-  t.notOk(check.output.includes(env.registryPassword), 'no password in the output');
-  const real = await runPlaybook({ extraVars: vars });
-  t.not(real.code, 0, 'the real run fails');
-  t.match(real.output, /cannot submit Workflows yet/);
-  t.notOk(real.output.includes(env.registryPassword), 'no password in the output');
+  t.equal(kube.list('workflows', 'builds', 'argoproj.io').length, 0, 'check mode submits nothing');
+
+  const real = await runPlaybook({ extraVars: vars, args: ['-v'] });
+  if (!t.equal(real.code, 0, 'the real run succeeds')) t.comment(real.output.slice(-4000));
+  const [wf] = kube.list('workflows', 'builds', 'argoproj.io');
+  t.equal(wf?.status?.phase, 'Succeeded', 'one Workflow ran to the end');
+  t.same(argo.started(wf.metadata.name).map((s) => s.task), ['build-base', 'build-app'], 'the base first, then the image built on it');
+  for (const name of ['base', 'app']) t.match(real.output, new RegExp(`${name}: done sha256:[0-9a-f]{64}, changed=true - built on engine node-amd64 .*registration created`), `${name}: built on the cluster and registered`);
+  const listed = await (await fetch(`${control.baseUrl}/api/v1/harbor/images?search=${project}`, { headers: { authorization: `Bearer ${control.token}` } })).json();
+  t.same(listed.images.map((i) => i.name).sort(), ['app', 'base'], 'thinkube-control lists both');
+  t.notOk(real.output.includes(env.registryPassword) || real.output.includes(kube.adminToken) || real.output.includes(control.token), 'no secret in the output');
+
+  const again = await runPlaybook({ extraVars: vars });
+  if (!t.equal(again.code, 0, 'the second run succeeds')) t.comment(again.output.slice(-3000));
+  t.equal(recap(again.output)?.changed, 0, 'the second run changes nothing');
+  t.equal(kube.list('workflows', 'builds', 'argoproj.io').length, 1, 'and submits no Workflow');
 });

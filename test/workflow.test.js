@@ -34,6 +34,7 @@ t.test('a rendered plan is a valid Workflow with Thinkube labels, TTL, pod GC an
   t.equal(wf.spec.serviceAccountName, 'thinkube-image-builder');
   t.same(wf.spec.volumes[0].secret, { secretName: 'harbor-docker-config', items: [{ key: 'config.json', path: 'config.json' }] });
   const tasks = wf.spec.templates[0].dag.tasks;
+  t.equal(wf.spec.templates[0].dag.failFast, false, 'a failed build does not stop unrelated ones from starting (Argo fails DAGs fast by default)');
   t.same(tasks.map((x) => x.name), ['build-cpu', 'build-agent', 'build-multi-amd64', 'build-multi-arm64', 'index-multi']);
   t.same(tasks[1].dependencies, ['build-cpu']);
   t.equal(tasks[1].arguments.parameters[0].value, 'harbor.example.com/library/cpu@{{tasks.build-cpu.outputs.parameters.digest}}');
