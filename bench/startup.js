@@ -38,10 +38,18 @@ const median = (values) => {
 
 /** One node process to completion: its wall time and CPU time (user + system), in ms. */
 function once(args, expectCode) {
+  return timeCommand(process.execPath, args, expectCode);
+}
+
+/**
+ * One process to completion: its wall time and CPU time (user + system, its waited-for children
+ * included: a shell's docker commands count), in ms. Rejects when it ends with another code.
+ */
+export function timeCommand(command, args, expectCode, { env = {}, cwd = root } = {}) {
   return new Promise((resolve, reject) => {
-    const [cmd, argv] = PYTHON ? [PYTHON, ['-c', TIMER, process.execPath, ...args]] : [process.execPath, args];
+    const [cmd, argv] = PYTHON ? [PYTHON, ['-c', TIMER, command, ...args]] : [command, args];
     const started = performance.now();
-    const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(cmd, argv, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...env } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -51,8 +59,8 @@ function once(args, expectCode) {
       const wall = performance.now() - started;
       const timed = /@timed (\{.*\})\s*$/.exec(err);
       const r = timed ? JSON.parse(timed[1]) : { wall, cpu: undefined, code };
-      if (r.code !== expectCode) return reject(new Error(`node ${args.join(' ')} exited ${r.code}, expected ${expectCode}:\n${(out + err).slice(-1500)}`));
-      resolve({ wall: r.wall, cpu: r.cpu });
+      if (r.code !== expectCode) return reject(new Error(`${command} ${args.join(' ')} exited ${r.code}, expected ${expectCode}:\n${(out + err).slice(-1500)}`));
+      resolve({ wall: r.wall, cpu: r.cpu, out });
     });
   });
 }
