@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Benchmarks. First whole processes as users run them (bench/startup.js: a script's --help and
-// argument error, a module that only validates, against `node -e 0` pair by pair); then the
+// argument error, a module that only validates, against `node -e 0` pair by pair;
+// bench/noop-process.js: a no-op pipeline of two images against docker build + push); then the
 // content-addressed builds (issue 6), side by side with the Docker CLI on the same daemon and
 // registry (test/env/up.sh). Prints two tables; never fails on a target.
 //
-//   node bench/run.js [--quick] [--only=startup,cold,noop,context]   (npm run bench starts the services first)
+//   node bench/run.js [--quick] [--only=startup,noop-process,cold,noop,context]   (npm run bench starts the services first)
 //   BENCH_KEEP=1 keeps the generated contexts under /tmp for the next run.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,15 +17,17 @@ import { performance } from 'node:perf_hooks';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { benchStartup, startupTable } from './startup.js';
+import { benchNoopProcess } from './noop-process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
 const keep = process.env.BENCH_KEEP === '1';
-// --only=startup,cold,noop,context runs a subset (startup alone needs no test service; cold, the
-// older in-run --help figure, only when asked: the start-up table supersedes it).
-const only = (process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['startup', 'noop', 'context']).filter(Boolean);
+// --only=startup,noop-process,cold,noop,context runs a subset (startup alone needs no test service;
+// cold, the older in-run --help figure, only when asked: the start-up table supersedes it).
+const only = (process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['startup', 'noop-process', 'noop', 'context']).filter(Boolean);
 const env = only.some((part) => part !== 'startup') ? readEnv() : {};
 const STARTUP_PAIRS = quick ? 15 : 21;
+const NOOP_PAIRS = quick ? 5 : 7;
 const REPS = 3;
 const COLD_RUNS = quick ? 10 : 20;
 const GiB = 1024 ** 3;
@@ -152,7 +155,7 @@ async function benchNoop() {
   for (let i = 0; i < REPS; i++) cliTimes.push(await cliRound());
   log(`  runPipeline no-op: ${pipelineTimes.map(ms).join(', ')}`);
   log(`  docker build + push (warm cache): ${cliTimes.map(ms).join(', ')}`);
-  row('no-op re-run, 4 images (median)', median(pipelineTimes), median(cliTimes), 0.25);
+  row('no-op re-run, 4 images (median)', median(pipelineTimes), median(cliTimes), 0.1);
   rmSync(ours.dir, { recursive: true, force: true });
   rmSync(theirs.dir, { recursive: true, force: true });
   rmSync(catalogPath, { force: true });
@@ -278,10 +281,15 @@ try {
     log(`\n0. Start-up of whole processes (${STARTUP_PAIRS} pairs, alternating with node -e 0)`);
     startup = await benchStartup({ pairs: STARTUP_PAIRS, log });
   }
+  let noopProcess;
+  if (only.includes('noop-process')) {
+    log(`\n0b. No-op re-run of 2 images as whole processes (${NOOP_PAIRS} pairs, alternating with docker build + push)`);
+    noopProcess = await benchNoopProcess({ pairs: NOOP_PAIRS, log });
+  }
   if (only.includes('cold')) await benchColdStart();
   if (only.includes('noop')) await benchNoop();
   if (only.includes('context')) await benchContext();
-  if (startup) startupTable(startup, STARTUP_PAIRS, log);
+  if (startup || noopProcess) startupTable([...(startup ?? []), ...(noopProcess ? [noopProcess] : [])], noopProcess && !startup ? NOOP_PAIRS : STARTUP_PAIRS, log);
   if (rows.length) {
     log('\nIn-process figures and the Docker CLI');
     table();

@@ -109,6 +109,39 @@ t.test('a second run of an unchanged set builds nothing, uploads no layer and ch
   for (const image of second.images) t.equal(catalog.images[image.name].digest, image.digest, `${image.name}: catalog entry keeps the digest`);
 });
 
+/**
+ * Our requests (user agent thinkube-custom-images) in the registry log after `offset`, as
+ * "METHOD path" with the fixture prefix as P, input tags as in-<d> and digests as <digest>.
+ */
+async function ourRequests(offset, p) {
+  const text = await registryLogSince(env.registryAnon, env.registryAnonLog, offset);
+  const out = [];
+  for (const line of text.split('\n')) {
+    const m = /^\S+ - \S+ \[[^\]]+\] "(\w+) (\S+) HTTP[^"]*" \d+ \d+ "[^"]*" "thinkube-custom-images"/.exec(line);
+    if (!m) continue;
+    const where = m[2].replace(/\?.*$/, '').replaceAll(p, 'P').replace(/in-[0-9a-f]{32}/, 'in-<d>').replace(/sha256:[0-9a-f]{64}/, '<digest>');
+    out.push(`${m[1]} ${where}`);
+  }
+  return out.sort();
+}
+
+t.test('a no-op run asks the registry once per thing: the shared base once, per image its in- manifest, config, tag and tag list', async (t) => {
+  const p = uniqueName('idemreq');
+  const dir = imagesDir(t, p);
+  const catalogPath = path.join(tmp(t, 'tk-cat-'), 'catalog.json');
+  await firstRun(t, dir, catalogPath);
+  // base and solo are both FROM busybox:1.35; child is FROM base (a base of the run: no request).
+  const perImage = (name) => [`GET /v2/library/P-${name}/blobs/<digest>`, `GET /v2/library/P-${name}/manifests/in-<d>`, `GET /v2/library/P-${name}/tags/list`, `HEAD /v2/library/P-${name}/manifests/latest`];
+  const expected = ['GET /api/v2.0/ping', 'HEAD /v2/library/busybox/manifests/1.35', ...['base', 'child', 'solo'].flatMap(perImage)].sort();
+  // Check mode, then two real runs: every run asks again (nothing is kept across runs), and only this.
+  for (const [what, controls] of [['check mode', { checkMode: true }], ['a no-op run', {}], ['the next no-op run', {}]]) {
+    const offset = logOffset();
+    const result = await runPipeline(pipelineOptions(dir, catalogPath), controls);
+    t.equal(result.changed, false, `${what}: nothing changes`);
+    t.same(await ourRequests(offset, p), expected, `${what}: ${expected.length} requests, each once`);
+  }
+});
+
 t.test('a tag that was moved away is put back by a registry-side retag, without building or uploading', async (t) => {
   const p = uniqueName('idemtag');
   const dir = imagesDir(t, p);

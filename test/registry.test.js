@@ -262,6 +262,51 @@ t.test('anonymous registry: manifests, blobs, tags, retag without blob traffic',
 
 // ------------------------------------------------------------------ real password-protected registry
 
+t.test('cacheByDigest: a manifest and a config read by digest are asked once; by tag always; a delete forgets it', async (t) => {
+  const repo = `thinkube-test/${uniqueName('bydigest')}`;
+  const seed = new RegistryClient({ registry: env.registryAnon });
+  const source = await seed.getManifest('library/busybox', env.busyboxTag);
+  const config = JSON.parse(source.body.toString()).config.digest;
+  // The manifest's blobs, mounted into the new repository (no layer moves), then the manifest.
+  for (const digest of [config, ...JSON.parse(source.body.toString()).layers.map((l) => l.digest)]) {
+    const res = await fetch(`http://${env.registryAnon.replace('localhost', '127.0.0.1')}/v2/${repo}/blobs/uploads/?mount=${digest}&from=library/busybox`, { method: 'POST' });
+    t.equal(res.status, 201, `blob ${digest.slice(0, 19)} mounted`);
+  }
+  await seed.putManifest(repo, 'v1', source.body, source.mediaType);
+
+  const userAgent = `thinkube-registry-test/${uniqueName('ua')}`;
+  const client = new RegistryClient({ registry: env.registryAnon, userAgent, cacheByDigest: true });
+  const before = logSize(env.registryAnonLog);
+  const byTag = await client.findManifest(repo, 'v1');
+  t.equal(byTag.digest, source.digest, 'findManifest by tag');
+  t.equal((await client.findManifest(repo, 'v1')).digest, source.digest, 'by tag again');
+  t.equal(await client.findManifest(repo, 'no-such-tag'), undefined, 'a missing tag is undefined');
+  const [a, b] = await Promise.all([client.getManifest(repo, source.digest), client.getManifest(repo, source.digest)]);
+  t.equal(a.digest, source.digest);
+  t.equal(b.body, a.body, 'two reads by digest at once share one answer');
+  const [c1, c2] = await Promise.all([client.getBlob(repo, config), client.getBlob(repo, config)]);
+  t.equal(sha(c1), config);
+  t.equal(c2, c1);
+  t.equal(await client.getBlob(repo, config), c1, 'the config again: kept');
+  let log = await registryLogSince(env.registryAnon, env.registryAnonLog, before);
+  // The access-log lines of this client (the registry's other lines name the user agent too).
+  const requests = (text) => text.split('\n').map((l) => /^\S+ - \S+ \[[^\]]+\] "(\w+) (\S+) HTTP[^"]*" \d+ \d+ "[^"]*" "([^"]*)"/.exec(l)).filter((m) => m && m[3] === userAgent).map((m) => `${m[1]} ${m[2].replace(repo, 'R')}`);
+  t.strictSame(requests(log).sort(), ['GET /v2/R/blobs/' + config, 'GET /v2/R/manifests/no-such-tag', 'GET /v2/R/manifests/v1', 'GET /v2/R/manifests/v1'].sort(), 'by tag: every time; by digest (the manifest read by tag included) and the config: once');
+
+  // A client without the option asks every time.
+  const plain = new RegistryClient({ registry: env.registryAnon, userAgent });
+  const mark = logSize(env.registryAnonLog);
+  await plain.getManifest(repo, source.digest);
+  await plain.getManifest(repo, source.digest);
+  log = await registryLogSince(env.registryAnon, env.registryAnonLog, mark);
+  t.strictSame(requests(log), [`GET /v2/R/manifests/${source.digest}`, `GET /v2/R/manifests/${source.digest}`], 'without cacheByDigest: two GETs');
+
+  // Deleted through the cached client: the next read asks the registry (which no longer has it).
+  t.equal(await client.deleteManifest(repo, source.digest), 'deleted');
+  const gone = await client.findManifest(repo, source.digest);
+  t.equal(gone, undefined, 'after its delete the manifest is read again, and is gone');
+});
+
 t.test('auth registry: right password works, wrong one fails without showing it', async (t) => {
   const repo = 'library/busybox';
   const good = new RegistryClient({ registry: env.registryAuth, credentials: { username: env.registryUser, password: env.registryPassword } });

@@ -3,7 +3,7 @@
 // validation loads no network module. The figures (how long a start-up takes) live in
 // bench/startup.js; these tests assert which modules load, which is what keeps start-up short.
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +72,20 @@ t.test('lint and catalog load no engine client, SSH or HTTP stack', async (t) =>
     t.ok(run.urls.some((u) => u.endsWith(`/dist/lib/adapters/commands/${file}`)), `${file} loads its command`);
     t.same(heavyIn(run.urls), [], `${file} images: none of ${HEAVY.join(', ')}`);
   }
+});
+
+t.test('a pipeline run without a configmap registration in mode cluster loads no Kubernetes client', async (t) => {
+  const images = path.join(dir, 'pipeline-images');
+  mkdirSync(path.join(images, 'one'), { recursive: true });
+  writeFileSync(path.join(images, 'one', 'Dockerfile'), 'ARG HARBOR_REGISTRY\nFROM ${HARBOR_REGISTRY}/library/busybox:1.36\n');
+  writeFileSync(path.join(images, 'one', 'requirements.txt'), '# nothing\n');
+  writeFileSync(path.join(images, 'one', 'image.yaml'), 'name: one\ndisplay_name: One\ndescription: One image\ncategory: jupyter\nmetadata:\n  default: true\n');
+  // Fails at the engine check, after the command and everything it imports were loaded.
+  const run = await loaded(['bin/pipeline.js', images, '--registry', 'localhost:1', '--engine-host', `unix://${path.join(dir, 'no-engine.sock')}`]);
+  t.equal(run.code, 1, 'fails on the missing engine');
+  t.ok(run.urls.some((u) => u.endsWith('/dist/lib/adapters/commands/pipeline.js')), 'the command module');
+  t.ok(heavyIn(run.urls).includes('dockerode'), 'the hook sees dependencies (the engine client)');
+  t.notOk(heavyIn(run.urls).includes('@kubernetes/client-node'), `no Kubernetes client (${heavyIn(run.urls).join(', ')})`);
 });
 
 t.test('a bundled module whose options fail validation loads no network module; one that passes does', async (t) => {

@@ -12,7 +12,7 @@ import { emit, type OperationControls } from '../core/progress.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
 import { registryAuthHeader } from '../registry/docker-config.js';
 import { registryClientFor, resolveCredentials } from '../registry/connect.js';
-import type { RegistryClient } from '../registry/client.js';
+import type { ManifestInfo, RegistryClient } from '../registry/client.js';
 import type { BuildOptions } from '../options/generated/types.js';
 import { registryLayerCache } from './layer-cache.js';
 
@@ -48,26 +48,43 @@ export interface InputPlan {
   imageSize?: number;
 }
 
-/** Registry clients of a run, one per registry (one token each). */
+/**
+ * Registry clients of a run, one per registry (its tokens and challenge learned once), and what
+ * the run asks only once: a base image's digest, manifests and configs by digest. Per run, never
+ * across runs: a tag someone else moved between runs is seen by the next run.
+ */
 export interface Clients {
   get(registry: string): Promise<RegistryClient>;
+  /** HEAD of a base image (registry/repository:tag), asked once per run however many images name it. */
+  baseManifest(reference: string): Promise<ManifestInfo | undefined>;
 }
 
 export function clientsFor(options: Pick<BuildOptions, 'tags' | 'auth' | 'registryTls'>, controls: OperationControls = {}): Clients {
   // Retries of these registry calls are reported like every other retry.
   const hooks = { onRetry: (event: Parameters<typeof emit>[1]) => emit(controls, event), signal: controls.signal };
   const cache = new Map<string, Promise<RegistryClient>>();
-  return {
+  const bases = new Map<string, Promise<ManifestInfo | undefined>>();
+  const clients: Clients = {
     get(registry) {
       let client = cache.get(registry);
       if (!client) {
         // The build's own registry uses the given credentials; others their docker config entry.
-        client = resolveCredentials(registry, authFor(options, registry)).then((credentials) => registryClientFor(registry, credentials, options.registryTls, hooks));
+        client = resolveCredentials(registry, authFor(options, registry)).then((credentials) => registryClientFor(registry, credentials, options.registryTls, { ...hooks, cacheByDigest: true }));
         cache.set(registry, client);
       }
       return client;
     },
+    baseManifest(reference) {
+      let head = bases.get(reference);
+      if (!head) {
+        const ref = withDefaultTag(parseReference(reference));
+        head = clients.get(ref.registry).then((client) => client.headManifest(ref.repository, ref.digest ?? (ref.tag as string)));
+        bases.set(reference, head);
+      }
+      return head;
+    },
   };
+  return clients;
 }
 
 async function baseDigest(engine: Engine | undefined, clients: Clients, reference: string): Promise<{ digest?: string; problem?: string }> {
@@ -78,8 +95,7 @@ async function baseDigest(engine: Engine | undefined, clients: Clients, referenc
     return { problem: `base image "${reference}" is not a valid reference` };
   }
   try {
-    const client = await clients.get(ref.registry);
-    const head = await client.headManifest(ref.repository, ref.digest ?? (ref.tag as string));
+    const head = await clients.baseManifest(formatReference(ref));
     if (head) return { digest: head.digest };
   } catch (error) {
     if (!isThinkubeImageError(error) || !['ERR_REGISTRY_UNREACHABLE', 'ERR_TIMEOUT', 'ERR_REGISTRY_AUTH', 'ERR_REGISTRY'].includes(error.code)) throw error;
@@ -145,7 +161,8 @@ export async function planBuild(
   const tag = inputTag(inputDigest);
   const first = withDefaultTag(parseReference(options.tags[0] as string));
   const client = await clients.get(first.registry);
-  const existing = uncertain ? undefined : (await client.headManifest(first.repository, tag))?.digest;
+  // A GET, not a HEAD: an existing image is described from the same answer (the client keeps it by digest).
+  const existing = uncertain ? undefined : (await client.findManifest(first.repository, tag))?.digest;
   const described = existing && describe ? await describeExisting(client, first.repository, existing) : {};
   return { inputDigest, inputTag: formatReference({ ...first, tag, digest: undefined }), bases, existing, uncertain, ...described };
 }

@@ -10,12 +10,12 @@ import { scanContext, type ContextScan } from '../source/context.js';
 import { INPUT_DIGEST_LABEL } from '../source/input-digest.js';
 import { formatPlatform, parsePlatform, platformMatches } from '../engine/pool.js';
 import { formatReference, parseReference, withDefaultTag } from '../registry/reference.js';
-import { planBuild, type Clients, type InputPlan } from '../build/incremental.js';
+import { describeExisting, planBuild, type Clients, type InputPlan } from '../build/incremental.js';
 import type { BuildExecutor, BuiltImage } from '../build/executor.js';
 import { moveTags, type TagMove } from '../publish/tags.js';
 import { describeImageManifest, putImageIndex, type ImageIndexResult, type IndexEntry, type IndexMediaTypeChoice } from '../publish/index.js';
-import { retainInputTags, type PublishedTags, type RetentionResult } from '../publish/retention.js';
-import type { RegistryClient } from '../registry/client.js';
+import { isHarbor, retainInputTags, type PublishedTags, type RetentionResult } from '../publish/retention.js';
+import type { ManifestInfo, RegistryClient } from '../registry/client.js';
 import { lastScan, scanGate, scanGateError, type ScanGateResult, type SeverityCounts } from '../harbor/scan-gate.js';
 import type { HarborClient } from '../harbor/client.js';
 import { registerImage, type RegisterOutcome } from '../register/register.js';
@@ -188,6 +188,8 @@ export class ImageRun {
   #variants: Variant[] = [];
   #unlock?: () => Promise<void>;
   #started = 0;
+  /** An unchanged image: what its publish and retention read, asked while it is planned (#readAhead). */
+  #ahead?: { heads: Promise<Array<ManifestInfo | undefined>>; tagList: Promise<string[] | undefined> };
 
   constructor(job: ImageJob, ctx: RunContext) {
     this.job = job;
@@ -236,8 +238,11 @@ export class ImageRun {
       const client = await this.#ctx.clients.get(options.registry);
       this.#variants = await Promise.all(
         this.platforms.map(async (platform): Promise<Variant> => {
-          const plan = await planBuild(this.#ctx.executor.localEngine(platform), this.#buildOptions(platform), this.#scan as ContextScan, this.#ctx.clients, true, override);
+          const plan = await planBuild(this.#ctx.executor.localEngine(platform), this.#buildOptions(platform), this.#scan as ContextScan, this.#ctx.clients, false, override);
           const variant: Variant = { platform, plan, reuse: false };
+          if (plan.existing && !platform && !options.force) this.#readAhead(client);
+          // Its created time and size (the config), while the reads ahead go on.
+          if (plan.existing) Object.assign(plan, await describeExisting(client, this.#repository, plan.existing));
           if (plan.existing && platform) {
             try {
               const entry = await describeImageManifest(client, this.#repository, plan.existing);
@@ -335,7 +340,8 @@ export class ImageRun {
         } else {
           const only = variants[0] as Variant;
           r.digest = only.built?.digest ?? only.plan.existing;
-          moves = await moveTags(client, this.#repository, r.digest as string, tagNames, { dryRun });
+          const current = only.reuse ? await this.#ahead?.heads : undefined;
+          moves = await moveTags(client, this.#repository, r.digest as string, tagNames, { dryRun, current });
         }
       }
       const allTags = [...r.tags, ...(this.multiArch ? this.platforms.map((p) => `${this.#what}:${platformTag(tagNames[0] as string, p as string)}`) : [])];
@@ -360,6 +366,26 @@ export class ImageRun {
     }
   }
 
+  /**
+   * An image the registry already holds is usually only published: the HEADs of its tags and the
+   * repository's tag list (retention) are asked now, beside the rest of its planning, instead of
+   * one after the other in finish(). Used only when nothing of the image is built, so finish()
+   * follows the plan without a build between (a build of this image reads them again, fresh).
+   */
+  #readAhead(client: RegistryClient): void {
+    if (this.#ahead) return;
+    const { options, harbor } = this.#ctx;
+    const tagNames = this.result.tags.map((t) => withDefaultTag(parseReference(t)).tag as string);
+    const heads = Promise.all(tagNames.map((tag) => client.headManifest(this.#repository, tag)));
+    const keep = options.keepInputTags ?? schemaDefault('pipeline-options.schema.json', 'properties/keepInputTags');
+    // On Harbor retention reads Harbor's artifact list instead (the probe is asked once per run).
+    const tagList = keep === 0 ? Promise.resolve(undefined) : (harbor ? isHarbor(harbor, this.#ctx.controls) : Promise.resolve(false)).then((h) => (h ? undefined : client.listTags(this.#repository)));
+    // A failure shows where the read is used (or nowhere, when it is not).
+    heads.catch(() => undefined);
+    tagList.catch(() => undefined);
+    this.#ahead = { heads, tagList };
+  }
+
   /** Keep the newest input tags of the repository, this run's among them (lib/publish/retention.ts). */
   async #retain(client: RegistryClient, tagNames: string[]): Promise<RetentionResult | undefined> {
     const { options, dryRun, controls, harbor } = this.#ctx;
@@ -375,7 +401,9 @@ export class ImageRun {
     }
     for (const tag of tagNames) published.set(tag, this.result.digest ?? 'pending:tags');
     const current = this.#variants.map((v) => nameOf(v.plan.inputTag));
-    const result = await retainInputTags({ client, repository: this.#repository, harbor }, { keep, current, published, dryRun }, controls);
+    // A list that could not be read is read again by retention, which words its failure as a warning.
+    const tagList = this.#variants.every((v) => v.reuse) ? await this.#ahead?.tagList.catch(() => undefined) : undefined;
+    const result = await retainInputTags({ client, repository: this.#repository, harbor }, { keep, current, published, dryRun, tagList }, controls);
     if (result.warning) this.#ctx.warnings.push(`${this.job.name}: ${result.warning}`);
     return result;
   }

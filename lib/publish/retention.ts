@@ -204,10 +204,11 @@ export function isHarbor(harbor: HarborClient, controls: OperationControls = {})
  * Keep the newest `keep` input tags of the repository (0: all) and remove the rest. Never throws
  * for the registry's sake: a registry that refuses deletes, or any error reading or deleting, is
  * a warning in the result (with what was removed until then); an abort still throws.
+ * options.tagList: the repository's tags as the caller read them in this run (a plain registry).
  */
 export async function retainInputTags(
   target: RetentionTarget,
-  options: { keep: number; current: string[]; published?: PublishedTags; dryRun?: boolean },
+  options: { keep: number; current: string[]; published?: PublishedTags; dryRun?: boolean; tagList?: string[] },
   controls: OperationControls = {},
 ): Promise<RetentionResult> {
   const { client, repository } = target;
@@ -222,8 +223,9 @@ export async function retainInputTags(
     if (harbor) {
       inventory = await harborInventory(harbor, project as string, harborRepository, controls);
     } else {
-      // The usual case costs one request: no more input tags than kept, so nothing to rank.
-      const names = await client.listTags(repository);
+      // The usual case costs one request (none when the caller read the list in this run): no
+      // more input tags than kept, so nothing to rank.
+      const names = options.tagList ?? (await client.listTags(repository));
       const inputTags = new Set([...names.filter(isInputTag), ...options.current]);
       if (inputTags.size <= options.keep && !names.some(isWorkflowTag)) return { ...result, kept: [...inputTags].sort() };
       inventory = await registryInventory(client, repository, names);

@@ -3,7 +3,7 @@
  * already holds (copying the manifest bytes, never a layer). A tag that already names it is left
  * alone, so `changed` means a tag really moved. With dryRun nothing is written.
  */
-import type { RegistryClient } from '../registry/client.js';
+import type { ManifestInfo, RegistryClient } from '../registry/client.js';
 
 export interface TagMove {
   /** Full reference, registry/repository:tag. */
@@ -13,8 +13,9 @@ export interface TagMove {
   changed: boolean;
 }
 
-export async function moveTags(client: RegistryClient, repository: string, digest: string, tags: string[], options: { dryRun?: boolean } = {}): Promise<TagMove[]> {
-  const current = await Promise.all(tags.map((tag) => client.headManifest(repository, tag)));
+/** options.current: what each tag names, read by the caller in this run (HEADs in tags' order); else read here. */
+export async function moveTags(client: RegistryClient, repository: string, digest: string, tags: string[], options: { dryRun?: boolean; current?: Array<ManifestInfo | undefined> } = {}): Promise<TagMove[]> {
+  const current = options.current ?? (await Promise.all(tags.map((tag) => client.headManifest(repository, tag))));
   const moves: TagMove[] = [];
   for (const [i, tag] of tags.entries()) {
     const reference = `${client.registry}/${repository}:${tag}`;

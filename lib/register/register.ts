@@ -15,7 +15,7 @@ import { validate } from '../options/schema.js';
 import { ControlClient, type ControlEvent } from './control-client.js';
 import { defaultCatalogPath, upsertCatalogEntry } from './catalog-file.js';
 import { defaultConfigMapPath, manifestEntry, writeConfigMapEntry, type ConfigMapObject, type ControlCategory, type ManifestImage } from './configmap.js';
-import { registerConfigMapCluster, type ClusterOutcome } from './configmap-cluster.js';
+import type { ClusterOutcome } from './configmap-cluster.js';
 import type { ConfigMapTargetOptions, RegisterOptions, RegisteredImage } from '../options/generated/types.js';
 
 export type { RegisterOptions, RegisteredImage } from '../options/generated/types.js';
@@ -197,6 +197,8 @@ async function registerConfigMap(options: Normalized, entry: RegisteredImage, co
   };
   const mapped = manifestEntry(entry, { category: target.category, harborProject: cm.harborProject, protected: cm.protected });
   if (cm.mode === 'cluster') {
+    // The Kubernetes client loads only for this target: every other run starts without it.
+    const { registerConfigMapCluster } = await import('./configmap-cluster.js');
     const result = await registerConfigMapCluster(mapped, {
       target,
       kubernetes: options.kubernetes,

@@ -50,6 +50,11 @@ export interface RegistryClientOptions {
   onRetry?: RetryListener;
   /** Cancels requests and waits between retries. */
   signal?: AbortSignal;
+  /**
+   * Keep manifests and blobs read by digest for the client's life (content named by its digest
+   * never changes; a delete through this client forgets it). For a client that lives one run.
+   */
+  cacheByDigest?: boolean;
 }
 
 export interface ManifestInfo {
@@ -182,6 +187,8 @@ export class RegistryClient {
   /** Learned from the last 401; used up front on later requests to skip the anonymous round trip. */
   private challenge: AuthChallenge | undefined;
   private readonly tokens = new Map<string, Promise<CachedToken>>();
+  /** cacheByDigest: "<repository>@<digest>" -> the manifest, "blob <repository>@<digest>" -> the blob. */
+  private readonly byDigest: Map<string, Promise<unknown>> | undefined;
 
   constructor(options: RegistryClientOptions) {
     if (!options || typeof options !== 'object') throw invalidArgument('(options)', 'must be an object');
@@ -200,6 +207,7 @@ export class RegistryClient {
     });
     this.registry = registry;
     this.credentials = options.credentials;
+    this.byDigest = options.cacheByDigest ? new Map() : undefined;
     this.plainHttp = tls.plainHttp;
     const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
     const scheme = this.plainHttp || isLoopbackRegistry(registry) ? 'http' : 'https';
@@ -274,6 +282,26 @@ export class RegistryClient {
   async getManifest(repository: string, reference: string): Promise<ManifestInfo & { body: Buffer }> {
     checkRepository(repository);
     checkReference(reference);
+    if (this.byDigest && isValidDigest(reference)) return this.cached(`${repository}@${reference}`, () => this.fetchManifest(repository, reference));
+    const found = await this.fetchManifest(repository, reference);
+    this.byDigest?.set(`${repository}@${found.digest}`, Promise.resolve(found));
+    return found;
+  }
+
+  /**
+   * getManifest, but undefined when the registry does not have it: one request where a HEAD
+   * followed by a GET would take two.
+   */
+  async findManifest(repository: string, reference: string): Promise<(ManifestInfo & { body: Buffer }) | undefined> {
+    try {
+      return await this.getManifest(repository, reference);
+    } catch (error) {
+      if (error instanceof ThinkubeImageError && error.code === 'ERR_MANIFEST_NOT_FOUND') return undefined;
+      throw error;
+    }
+  }
+
+  private async fetchManifest(repository: string, reference: string): Promise<ManifestInfo & { body: Buffer }> {
     const path = `/v2/${repository}/manifests/${reference}`;
     const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
     const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, headers: { accept: MANIFEST_ACCEPT }, what });
@@ -295,6 +323,18 @@ export class RegistryClient {
       });
     }
     return { digest, mediaType: bareMediaType(response.header('content-type')), size: body.length, body };
+  }
+
+  /** cacheByDigest: the first read of a key is the only one (also for reads at the same time); a failure is not kept. */
+  private cached<T>(key: string, read: () => Promise<T>): Promise<T> {
+    const cache = this.byDigest as Map<string, Promise<unknown>>;
+    let pending = cache.get(key) as Promise<T> | undefined;
+    if (!pending) {
+      pending = read();
+      cache.set(key, pending);
+      pending.catch(() => cache.delete(key));
+    }
+    return pending;
   }
 
   /** PUT a manifest (or index) under a tag or digest; checks the registry stored exactly these bytes. */
@@ -368,6 +408,11 @@ export class RegistryClient {
   async getBlob(repository: string, digest: string, maxBytes = 4 * 1024 * 1024): Promise<Buffer> {
     checkRepository(repository);
     if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest`);
+    if (this.byDigest) return this.cached(`blob ${repository}@${digest}`, () => this.fetchBlob(repository, digest, maxBytes));
+    return this.fetchBlob(repository, digest, maxBytes);
+  }
+
+  private async fetchBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
     const path = `/v2/${repository}/blobs/${digest}`;
     const what = `blob ${repository}@${digest}`;
     const response = await this.send('GET', path, { scope: `repository:${repository}:pull`, what });
@@ -428,6 +473,7 @@ export class RegistryClient {
     checkRepository(repository);
     if (typeof digest !== 'string' || !isValidDigest(digest)) throw invalidArgument('digest', `"${String(digest)}" is not a sha256 digest (manifests are deleted by digest)`);
     const what = `manifest ${repository}@${digest}`;
+    this.byDigest?.delete(`${repository}@${digest}`);
     const response = await this.send('DELETE', `/v2/${repository}/manifests/${digest}`, { scope: `repository:${repository}:delete`, what });
     if (response.status === 404) return 'missing';
     if (response.status === 405 || registryErrorsOf(response.body).some((e) => e.code === 'UNSUPPORTED')) return 'unsupported';

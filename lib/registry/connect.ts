@@ -18,6 +18,8 @@ export interface RegistryClientHooks {
   retry?: RetryOptions;
   onRetry?: RetryListener;
   signal?: AbortSignal;
+  /** Keep what is read by digest (a client of one run: RegistryClientOptions.cacheByDigest). */
+  cacheByDigest?: boolean;
 }
 
 /** TLS fields left out take the schema's defaults (the client validates them). */
@@ -32,5 +34,6 @@ export function registryClientFor(registry: string, credentials: RegistryCredent
     retry: hooks.retry,
     onRetry: hooks.onRetry,
     signal: hooks.signal,
+    cacheByDigest: hooks.cacheByDigest,
   });
 }

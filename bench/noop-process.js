@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// A no-op re-run as users run it (issue 15): `node bin/pipeline.js DIR ...` as a whole process,
+// nothing changed, against `docker build` (classic builder, warm cache) + `docker push` of the
+// same two images (one built on the other) in one shell, same daemon and registry. Pairs
+// alternate (the machine's load hits both alike); medians of wall and CPU time (user + system,
+// the docker CLI processes included on the baseline side) and their ratios. Also counts the
+// registry requests of one no-op (the registry's access log). Never fails on a goal.
+//
+//   node bench/noop-process.js [--pairs=N]   (test services needed: bash test/env/up.sh; bench/run.js runs it)
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startupTable, timeCommand } from './startup.js';
+import { registryLogSince } from '../test/helpers/registry-log.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const GOAL = 0.5;
+const median = (values) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function readEnv() {
+  const file = path.join(process.env.THINKUBE_TEST_ENV ?? path.join(root, '.test-env'), 'env.json');
+  if (!existsSync(file)) throw new Error(`No test environment (${file}): run "bash test/env/up.sh" first (npm run bench does).`);
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+/** <prefix>-base FROM busybox, <prefix>-child FROM <prefix>-base: a few small files each. */
+function twoImages(env, prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-noop-'));
+  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
+  const image = (name, from, isDefault) => {
+    const d = path.join(dir, name);
+    mkdirSync(path.join(d, 'app'), { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(path.join(d, 'app', `file-${i}.txt`), randomBytes(2048).toString('hex'));
+    writeFileSync(path.join(d, 'requirements.txt'), '# nothing to install\n');
+    writeFileSync(path.join(d, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nCOPY app /opt/${name}\nRUN echo ${name} > /${name}.txt\n`);
+    writeFileSync(
+      path.join(d, 'image.yaml'),
+      `name: ${name}\ndisplay_name: Bench ${name}\ndescription: Benchmark image ${name}\ncategory: jupyter\ntags: [bench]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
+    );
+  };
+  image(`${prefix}-base`, `library/busybox:${env.busyboxTag}`, true);
+  image(`${prefix}-child`, `library/${prefix}-base:latest`, false);
+  return { dir, order: [`${prefix}-base`, `${prefix}-child`] };
+}
+
+/** Requests per "METHOD path" in the registry's access log after `offset`. */
+async function requestCounts(env, offset) {
+  const text = await registryLogSince(env.registryAnon, env.registryAnonLog, offset);
+  const counts = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^\S+ - \S+ \[[^\]]+\] "(\w+) (\S+) HTTP/.exec(line);
+    if (!m) continue;
+    const key = `${m[1]} ${m[2].replace(/\?.*/, '')}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/**
+ * Returns the row: { figure, goal, wall: { base, ours, ratio }, cpu: {...}, requests }.
+ * `pairs` measured pairs after two warm-up rounds of each side.
+ */
+export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
+  const env = readEnv();
+  const id = `${process.pid}-${Date.now().toString(36)}`;
+  const ours = twoImages(env, `bench-np-${id}`);
+  const theirs = twoImages(env, `bench-nc-${id}`);
+  const catalogPath = path.join(ours.dir, 'catalog.json');
+  const pipelineArgs = [
+    path.join(root, 'bin', 'pipeline.js'), ours.dir, '--registry', env.registryAnon, '--engine-host', env.dockerHost,
+    '--registration-target', 'catalog', '--registration-catalog-path', catalogPath,
+  ];
+  const docker = `${JSON.stringify(env.dockerCli ?? '/usr/bin/docker')} --config ${JSON.stringify(env.dockerConfigDir)}`;
+  const script = theirs.order
+    .map((name) => {
+      const tag = `${env.registryAnon}/library/${name}:latest`;
+      return `${docker} build -q -t ${tag} --build-arg HARBOR_REGISTRY=${env.registryAnon} ${JSON.stringify(path.join(theirs.dir, name))} >/dev/null && ${docker} push -q ${tag} >/dev/null`;
+    })
+    .join(' && ');
+  const dockerEnv = { DOCKER_HOST: env.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
+  const pipeline = async () => {
+    const r = await timeCommand(process.execPath, pipelineArgs, 0);
+    const result = JSON.parse(r.out);
+    if (result.changed || result.failed) throw new Error(`the pipeline's no-op run changed or failed something: ${r.out.slice(0, 1500)}`);
+    return r;
+  };
+  const cli = () => timeCommand('/bin/sh', ['-c', script], 0, { env: dockerEnv });
+  try {
+    // First runs build and push; the second warm caches. The pipeline's first run changes things.
+    await timeCommand(process.execPath, pipelineArgs, 0);
+    await cli();
+    await pipeline();
+    await cli();
+    const offset = statSync(env.registryAnonLog).size;
+    await pipeline();
+    const counts = await requestCounts(env, offset);
+    const requests = [...counts.values()].reduce((a, b) => a + b, 0);
+    log(`  registry requests of one no-op (2 images): ${requests}`);
+    for (const [k, v] of [...counts].sort()) log(`    ${v}x ${k.replaceAll(id, '<id>')}`);
+    const a = [];
+    const b = [];
+    for (let i = 0; i < pairs; i++) {
+      b.push(await cli());
+      a.push(await pipeline());
+    }
+    const row = { figure: 'node bin/pipeline.js, no-op re-run of 2 images', baseline: 'docker build + push, warm', goal: GOAL, goalOn: ['wall'], requests, pairs };
+    for (const k of ['wall', 'cpu']) {
+      const o = a.map((r) => r[k]).filter((v) => v !== undefined);
+      const t = b.map((r) => r[k]).filter((v) => v !== undefined);
+      row[k] = o.length && t.length ? { base: median(t), ours: median(o), ratio: median(o) / median(t) } : undefined;
+    }
+    log(`  wall ${row.wall.ours.toFixed(0)} vs ${row.wall.base.toFixed(0)} ms (ratio ${row.wall.ratio.toFixed(2)})${row.cpu ? `, CPU ${row.cpu.ours.toFixed(0)} vs ${row.cpu.base.toFixed(0)} ms (ratio ${row.cpu.ratio.toFixed(2)})` : ''}; goal <= ${GOAL} (wall)`);
+    return row;
+  } finally {
+    rmSync(ours.dir, { recursive: true, force: true });
+    rmSync(theirs.dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const pairs = Number(process.argv.find((a) => a.startsWith('--pairs='))?.slice(8) ?? 7);
+  try {
+    console.log(`No-op re-run of two images as whole processes, medians of ${pairs} pairs`);
+    startupTable([await benchNoopProcess({ pairs })], pairs);
+  } catch (error) {
+    console.error(`Benchmark failed: ${error.message}`);
+    process.exitCode = 1;
+  }
+}
