@@ -232,3 +232,12 @@ t.test('SIGINT to the CLI mid-run stops the Workflow; the result says so and not
   t.same(registered(dir), [], 'nothing registered');
   t.notOk(stdout.includes(credentials.password) || stderr.includes(credentials.password), 'no password printed');
 });
+
+t.test('kubernetes options given to a local run are reported as ignored, not silently dropped', async (t) => {
+  const project = uniqueName('ci').replace(/[^a-z0-9-]/g, '').slice(0, 40);
+  const dir = imagesDir(t, project);
+  const result = await runPipeline({ ...options(dir, project, '/nowhere/kubeconfig'), executor: 'local', engine: { host: env.dockerHost } }, { checkMode: true });
+  t.equal(result.failed, false);
+  t.ok(result.warnings.some((w) => /The kubernetes options are ignored: executor is local/.test(w)), 'a warning says so');
+  t.notOk(result.workflow, 'no Workflow');
+});

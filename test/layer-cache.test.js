@@ -79,6 +79,20 @@ t.test('Podman: the cache is pushed to a registry that needs credentials, with t
   t.notOk(JSON.stringify(built).includes(env.registryPassword), 'the password is in no event or result');
 });
 
+t.test('Podman on a fresh host builds another platform FROM a registry that needs credentials, without the layer cache', async (t) => {
+  // Podman pulls the base itself for a --platform build: it needs the build's credentials too.
+  const p = uniqueName('lcp');
+  const dir = tmp(t);
+  writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${env.registryAuth}/library/busybox:${env.busyboxTag}\nCOPY note.txt /note.txt\n`);
+  writeFileSync(path.join(dir, 'note.txt'), `${p}\n`);
+  const fresh = await startPrivatePodman(env);
+  t.teardown(() => fresh.cleanup());
+  const built = await build({ context: dir, tags: [`${env.registryAuth}/platform/${p}:1`], engine: { host: fresh.host }, auth, platform: 'linux/arm64', noCache: true, registryLayerCache: false });
+  t.match(built.result.imageId, /^sha256:[0-9a-f]{64}$/, "built");
+  t.notOk(built.info.some((m) => /Layer cache/.test(m)), 'without the layer cache');
+  t.notOk(JSON.stringify(built).includes(env.registryPassword), 'the password is in no event or result');
+});
+
 t.test('the pipeline on a fresh Podman host (force) builds from the registry cache', async (t) => {
   const p = uniqueName('lcp');
   const images = tmp(t);

@@ -153,12 +153,17 @@ export async function runBuild(
     abortSignal: signal,
   };
   for (const key of Object.keys(query)) if (query[key] === undefined) delete query[key];
+  // The engine pulls FROM images itself when its copy is missing or of another platform (Podman
+  // does for --platform builds): it needs the registry's credentials (X-Registry-Config), as it
+  // does to push the layer cache. Only the registry the image goes to gets them.
+  if (options.auth?.username) {
+    const ref = parseReference(options.tags[0] as string);
+    query.registryconfig = { [ref.registry]: { username: options.auth.username, password: options.auth.password } };
+  }
   const layerCache = await registryLayerCache(engine, options);
   if (layerCache) {
     // Replaces cacheFrom: on Podman a cache source is a repository of layers, not an image.
     Object.assign(query, layerCache.query);
-    const ref = parseReference(options.tags[0] as string);
-    if (options.auth?.username) query.registryconfig = { [ref.registry]: { username: options.auth.username, password: options.auth.password } };
     emit(controls, { type: 'info', message: `Layer cache: ${layerCache.repository} (buildah registry cache on Podman)` });
   }
 

@@ -143,7 +143,8 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       : undefined,
     dryRun,
     controls,
-    warnings: [],
+    // Options of an executor that does not run are a mistake worth a word, not silence.
+    warnings: !cluster && options.kubernetes && Object.keys(options.kubernetes).length > 0 ? ['The kubernetes options are ignored: executor is local (set executor: kubernetes to build on the cluster)'] : [],
     predicted: new Map(),
   };
   const revision = options.tagging?.gitRevision ? await gitRevisionTag(path.resolve(options.imagesDir)) : undefined;
