@@ -10,6 +10,8 @@ export interface GraphTask<T> {
   id: string;
   /** Ids this task waits for; ids that are not tasks of the graph are ignored. */
   dependsOn?: string[];
+  /** Takes no slot of the concurrency limit (light work beside the limited kind, e.g. registry reads). */
+  unlimited?: boolean;
   run(signal: AbortSignal | undefined): Promise<T>;
 }
 
@@ -92,6 +94,7 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
   const records = new Map<string, TaskRecord<T>>();
   const pending = [...tasks];
   let running = 0;
+  let active = 0;
 
   return new Promise((resolve) => {
     const finish = (record: TaskRecord<T>): void => {
@@ -118,12 +121,13 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
           i = 0; // its own dependants may now be decidable
           continue;
         }
-        if (running >= limit || !deps.every((d) => records.has(d))) {
+        if ((!task.unlimited && running >= limit) || !deps.every((d) => records.has(d))) {
           i++;
           continue;
         }
         pending.splice(i, 1);
-        running++;
+        if (!task.unlimited) running++;
+        active++;
         const startedAt = Date.now();
         try {
           options.onStart?.(task.id);
@@ -140,12 +144,13 @@ export async function runGraph<T>(tasks: Array<GraphTask<T>>, options: GraphOpti
           (value) => ({ id: task.id, status: 'done' as const, value, startedAt, endedAt: Date.now() }),
           (error: unknown) => ({ id: task.id, status: 'failed' as const, error, startedAt, endedAt: Date.now() }),
         ).then((record) => {
-          running--;
+          if (!task.unlimited) running--;
+          active--;
           finish(record);
           pump();
         });
       }
-      if (pending.length === 0 && running === 0) resolve(records);
+      if (pending.length === 0 && active === 0) resolve(records);
     };
     pump();
   });

@@ -62,11 +62,11 @@ export async function runJobs(runs: ImageRun[], concurrency: number, signal?: Ab
   const tasks: Array<GraphTask<void>> = [];
   for (const run of runs) {
     const n = run.job.name;
-    tasks.push({ id: `plan:${n}`, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), run: () => run.plan() });
+    // Only builds count against the concurrency (the engines' capacity): planning and finishing
+    // are registry and Harbor calls, so an unchanged image never waits for another's build.
+    tasks.push({ id: `plan:${n}`, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), unlimited: true, run: () => run.plan() });
     run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
-    // Every node counts against the concurrency, so that with a limit of one the images go one
-    // after the other in build order, each through before the next is planned.
-    tasks.push({ id: `finish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), run: () => run.finish() });
+    tasks.push({ id: `finish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), unlimited: true, run: () => run.finish() });
   }
   try {
     await runGraph(tasks, { concurrency, signal });
