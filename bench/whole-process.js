@@ -1,0 +1,197 @@
+#!/usr/bin/env node
+// Whole processes as users run them (issue 15), in one table: start-up (bench/startup.js's cases
+// against `node -e 0`), the no-op re-run of two unchanged images (one built on the other) by the
+// CLI against `docker build` + `docker push` of both with a warm cache, and by the project's
+// playbook against a community.docker playbook doing the same build and push. Ours and the
+// baseline alternate pair by pair on the same daemon and registry (test/env/up.sh); medians of
+// wall and CPU time, ratios, goals met or missed. Never fails on a goal: the numbers are for
+// people. Installs nothing: without Debian's ansible and python3-docker the playbook row says
+// what to install and the rest runs.
+//
+//   node bench/whole-process.js [--pairs=N] [--startup-pairs=N] [--only=startup,cli,playbook]
+//   (npm run bench runs it first, then the in-process figures of bench/run.js)
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { measurePairs, option, processTable, readTestEnv, root, timed } from './lib/process.js';
+import { benchStartup } from './startup.js';
+import { ansiblePython, playbookCommand, playbookPath, recap } from '../test/helpers/ansible.js';
+
+const pairs = Number(option('pairs', 7));
+const startupPairs = Number(option('startup-pairs', 15));
+const only = option('only', 'startup,cli,playbook').split(',').filter(Boolean);
+const log = (...args) => console.log(...args);
+const t0 = performance.now();
+const env = only.some((part) => part !== 'startup') ? readTestEnv() : {};
+if (!env) {
+  console.error('No test environment: run "bash test/env/up.sh" first (npm run bench does), or --only=startup.');
+  process.exit(1);
+}
+const NOOP_GOAL = 0.5; // issue 15: a no-op at or under half of what users would run instead
+const PASSWORD_VAR = 'TK_BENCH_REGISTRY_PASSWORD';
+const made = []; // image references to remove from the engine at the end
+const temp = []; // folders to remove at the end
+
+/** Two images, <prefix>-base and <prefix>-child (FROM base), as the project's images look. */
+function imageSet(prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-whole-'));
+  temp.push(dir);
+  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
+  const image = (name, from, isDefault) => {
+    mkdirSync(path.join(dir, name, 'app'), { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(path.join(dir, name, 'app', `file-${i}.txt`), `${name} ${i}\n`.repeat(200));
+    writeFileSync(path.join(dir, name, 'requirements.txt'), '# nothing to install\n');
+    writeFileSync(path.join(dir, name, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nCOPY app /opt/${name}\nRUN echo ${name} > /${name}.txt\n`);
+    writeFileSync(
+      path.join(dir, name, 'image.yaml'),
+      `name: ${name}\ndisplay_name: Bench ${name}\ndescription: Benchmark image ${name}\ncategory: jupyter\ntags: [bench]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
+    );
+    made.push(`${env.registryAuth}/library/${name}:latest`);
+  };
+  image(`${prefix}-base`, `library/busybox:${env.busyboxTag}`, true);
+  image(`${prefix}-child`, `library/${prefix}-base:latest`, false);
+  return { dir, names: [`${prefix}-base`, `${prefix}-child`] };
+}
+
+const runId = `${process.pid}-${Date.now().toString(36)}`;
+const dockerEnv = () => ({ DOCKER_HOST: env.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: env.dockerConfigDir });
+
+/** `docker build` + `docker push` of each image in order, as one shell script (one process tree). */
+function dockerScript(set) {
+  const q = (s) => `'${s.replaceAll("'", "'\\''")}'`;
+  return set.names
+    .flatMap((name) => {
+      const tag = `${env.registryAuth}/library/${name}:latest`;
+      return [`${q(env.dockerCli ?? 'docker')} build -q -t ${q(tag)} --build-arg HARBOR_REGISTRY=${q(env.registryAuth)} ${q(path.join(set.dir, name))}`, `${q(env.dockerCli ?? 'docker')} push -q ${q(tag)}`];
+    })
+    .join(' && ');
+}
+
+/** The CLI with nothing changed: every image done, nothing built, pushed or registered. */
+function checkCliNoop(r) {
+  const result = JSON.parse(r.stdout);
+  const off = (result.images ?? []).filter((im) => im.status !== 'done' || im.changed).map((im) => `${im.name}: ${im.status}, changed=${im.changed}`);
+  if (result.changed !== false || result.failed || off.length || !result.images?.length) throw new Error(`the no-op CLI run did something: ${off.join('; ') || result.msg}`);
+}
+
+async function benchCli() {
+  log('\nCLI no-op: node bin/pipeline.js on two unchanged images vs docker build + docker push of both (warm cache)');
+  const ours = imageSet(`bench-wcli-${runId}`);
+  const theirs = imageSet(`bench-wdk-${runId}`);
+  const catalog = path.join(ours.dir, 'catalog.json');
+  const cli = [path.join(root, 'bin', 'pipeline.js'), ours.dir, '--registry', env.registryAuth, '--auth-username', env.registryUser, '--auth-password-env', PASSWORD_VAR, '--engine-host', env.dockerHost, '--registration-catalog-path', catalog, '--quiet'];
+  const oursRun = () => timed(process.execPath, cli, { env: { [PASSWORD_VAR]: env.registryPassword } });
+  const dockerRun = () => timed('sh', ['-c', dockerScript(theirs)], { env: dockerEnv() });
+  // The first runs build and push everything; measurePairs then warms one more pair.
+  const first = await oursRun();
+  log(`  first pipeline run (builds and pushes both): ${first.wall.toFixed(0)} ms; first docker round: ${(await dockerRun()).wall.toFixed(0)} ms`);
+  return measurePairs({ figure: 'CLI no-op, 2 images (node bin/pipeline.js)', baselineName: 'docker build + push', goal: NOOP_GOAL, pairs, ours: oursRun, baseline: dockerRun, check: checkCliNoop, log });
+}
+
+/** Debian's ansible (community.docker) and python3-docker, or what is missing. */
+function communityDockerMissing() {
+  const missing = [];
+  try {
+    const listed = JSON.parse(execFileSync('ansible-galaxy', ['collection', 'list', 'community.docker', '--format', 'json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    if (!Object.values(listed).some((c) => c['community.docker'])) missing.push('ansible');
+  } catch {
+    missing.push('ansible');
+  }
+  try {
+    execFileSync(ansiblePython, ['-c', 'import docker'], { stdio: 'ignore' });
+  } catch {
+    missing.push('python3-docker');
+  }
+  return missing;
+}
+
+/** The peer users would pick: community.docker's docker_image, build and push, per image. */
+function communityPlaybook(dir) {
+  const file = path.join(dir, 'community-docker.yaml');
+  writeFileSync(
+    file,
+    `- name: Build and push the images with community.docker
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Build and push each image
+      community.docker.docker_image:
+        name: "{{ registry }}/library/{{ item }}"
+        tag: latest
+        source: build
+        build:
+          path: "{{ images_dir }}/{{ item }}"
+          args:
+            HARBOR_REGISTRY: "{{ registry }}"
+        push: true
+        force_source: true
+        docker_host: "{{ docker_host }}"
+      loop: "{{ image_names }}"
+`,
+  );
+  return file;
+}
+
+async function benchPlaybook() {
+  log('\nPlaybook no-op: ansible/10_build_jupyter_images.yaml on two unchanged images vs a community.docker playbook (docker_image, source: build, push: true, force_source: true)');
+  const missing = communityDockerMissing();
+  if (missing.length) {
+    const note = `not measured: the community.docker baseline needs Debian's ${missing.join(' and ')} (apt-get install -y ${missing.join(' ')})`;
+    log(`  ${note}`);
+    return { figure: 'playbook no-op, 2 images', note };
+  }
+  const ours = imageSet(`bench-wpb-${runId}`);
+  const theirs = imageSet(`bench-wcd-${runId}`);
+  const playbook = playbookCommand({
+    playbook: playbookPath,
+    extraVars: { harbor_registry: env.registryAuth, harbor_username: env.registryUser, harbor_admin_password: env.registryPassword, images_dir: ours.dir, engine_host: env.dockerHost, catalog_path: path.join(ours.dir, 'catalog.json') },
+  });
+  const community = playbookCommand({
+    playbook: communityPlaybook(theirs.dir),
+    extraVars: { registry: env.registryAuth, images_dir: theirs.dir, image_names: theirs.names, docker_host: env.dockerHost },
+    // docker_image's push takes the registry credentials from the Docker CLI config, as after `docker login`.
+    env: { DOCKER_CONFIG: env.dockerConfigDir },
+  });
+  temp.push(playbook.dir, community.dir);
+  const oursRun = () => timed(playbook.cmd, playbook.args, { env: playbook.env });
+  const communityRun = () => timed(community.cmd, community.args, { env: community.env });
+  const check = (r) => {
+    const counts = recap(r.stdout);
+    if (!counts || counts.changed !== 0 || counts.failed !== 0) throw new Error(`the no-op playbook run changed or failed something:\n${r.stdout.slice(-2500)}`);
+  };
+  const first = await oursRun();
+  log(`  first playbook run (builds and pushes both): ${first.wall.toFixed(0)} ms; first community.docker run: ${(await communityRun()).wall.toFixed(0)} ms`);
+  return measurePairs({ figure: 'playbook no-op, 2 images (ansible-playbook)', baselineName: 'community.docker playbook', goal: NOOP_GOAL, pairs, ours: oursRun, baseline: communityRun, check, log });
+}
+
+async function cleanup() {
+  for (const ref of made) {
+    try {
+      execFileSync(env.dockerCli ?? 'docker', ['rmi', '-f', ref], { env: { ...process.env, ...dockerEnv() }, stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+}
+
+const rows = [];
+try {
+  log(`Whole processes${env.dockerHost ? `: engine ${env.dockerHost}, registry ${env.registryAuth}` : ''}, ${pairs} pairs (start-up ${startupPairs})`);
+  if (only.includes('startup')) {
+    log(`\nStart-up against node -e 0`);
+    rows.push(...(await benchStartup({ pairs: startupPairs, log })));
+  }
+  if (only.includes('cli')) rows.push(await benchCli());
+  if (only.includes('playbook')) rows.push(await benchPlaybook());
+  processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
+  for (const r of rows.filter((r) => r.note)) log(`${r.figure}: ${r.note}`);
+  log(`\ntotal ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+} catch (error) {
+  console.error(`Benchmark failed: ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
