@@ -8,9 +8,10 @@
 // people. Installs nothing: without Debian's ansible and python3-docker the playbook row says
 // what to install and the rest runs.
 //
-//   node bench/whole-process.js [--pairs=N] [--startup-pairs=N] [--only=startup,cli,playbook]
-//   (npm run bench runs it first, then the in-process figures of bench/run.js)
-import { execFileSync } from 'node:child_process';
+//   node bench/whole-process.js [--pairs=N] [--startup-pairs=N] [--only=startup,cli,playbook,in-process] [--quick]
+//   (npm run bench). in-process: bench/run.js's no-op and context-upload figures (their table
+//   second), run after this table; --quick goes to it.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,9 +20,10 @@ import { measurePairs, option, processTable, readTestEnv, root, timed } from './
 import { benchStartup } from './startup.js';
 import { ansiblePython, playbookCommand, playbookPath, recap } from '../test/helpers/ansible.js';
 
-const pairs = Number(option('pairs', 7));
-const startupPairs = Number(option('startup-pairs', 15));
-const only = option('only', 'startup,cli,playbook').split(',').filter(Boolean);
+const quick = process.argv.includes('--quick');
+const pairs = Number(option('pairs', quick ? 3 : 7));
+const startupPairs = Number(option('startup-pairs', quick ? 15 : 21));
+const only = option('only', 'startup,cli,playbook,in-process').split(',').filter(Boolean);
 const log = (...args) => console.log(...args);
 const t0 = performance.now();
 const env = only.some((part) => part !== 'startup') ? readTestEnv() : {};
@@ -167,14 +169,14 @@ async function benchPlaybook() {
 }
 
 async function cleanup() {
-  for (const ref of made) {
+  for (const ref of made.splice(0)) {
     try {
       execFileSync(env.dockerCli ?? 'docker', ['rmi', '-f', ref], { env: { ...process.env, ...dockerEnv() }, stdio: 'ignore' });
     } catch {
       // already gone
     }
   }
-  for (const dir of temp) rmSync(dir, { recursive: true, force: true });
+  for (const dir of temp.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 const rows = [];
@@ -189,6 +191,12 @@ try {
   processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
   for (const r of rows.filter((r) => r.note)) log(`${r.figure}: ${r.note}`);
   log(`\ntotal ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  if (only.includes('in-process')) {
+    await cleanup();
+    log('\nIn-process figures (bench/run.js)\n');
+    const inProcess = spawnSync(process.execPath, [path.join(root, 'bench', 'run.js'), '--only=noop,context', ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+    if (inProcess.status !== 0) process.exitCode = inProcess.status ?? 1;
+  }
 } catch (error) {
   console.error(`Benchmark failed: ${error.message}`);
   process.exitCode = 1;
