@@ -103,9 +103,9 @@ export async function measurePairs({ figure, baselineName, goal, pairs, warm = 1
 /** "met", or by how much the ratio is over the goal; wall and CPU must both be within it. */
 export function verdict(row) {
   if (row.goal === undefined) return '-';
-  const over = [row.wall, row.cpu].filter(Boolean).map((m) => m.ratio / row.goal - 1);
-  const worst = Math.max(...over);
-  return worst <= 0 ? 'met' : `missed by ${(worst * 100).toFixed(0)}%`;
+  const worst = Math.max(...[row.wall, row.cpu].filter(Boolean).map((m) => m.ratio / row.goal));
+  if (worst <= 1) return 'met';
+  return worst < 2 ? `missed by ${((worst - 1) * 100).toFixed(0)}%` : `missed: ${worst.toFixed(1)}x the goal`;
 }
 
 /** The rows as one aligned table (a plain-text table that also reads as Markdown). */
