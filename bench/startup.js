@@ -5,7 +5,7 @@
 // and CPU time (user + system) and their ratios, with the goal met or missed.
 // Needs no test service. Never fails on a goal: the numbers are for people.
 //
-//   node bench/startup.js [--pairs=N]      (after npm run build; bench/run.js runs it first)
+//   node bench/startup.js [--pairs=N]      (after npm run build; bench/whole-process.js runs it first)
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

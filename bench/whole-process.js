@@ -188,7 +188,7 @@ try {
   }
   if (only.includes('cli')) rows.push(await benchCli());
   if (only.includes('playbook')) rows.push(await benchPlaybook());
-  processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
+  if (rows.some((r) => !r.note)) processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
   for (const r of rows.filter((r) => r.note)) log(`${r.figure}: ${r.note}`);
   log(`\ntotal ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   if (only.includes('in-process')) {
