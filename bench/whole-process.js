@@ -12,12 +12,12 @@
 //   (npm run bench). in-process: bench/run.js's no-op and context-upload figures (their table
 //   second), run after this table; --quick goes to it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { measurePairs, option, processTable, readTestEnv, root, timed } from './lib/process.js';
 import { benchStartup } from './startup.js';
+import { benchNoopProcess, twoImages } from './noop-process.js';
 import { ansiblePython, playbookCommand, playbookPath, recap } from '../test/helpers/ansible.js';
 
 const quick = process.argv.includes('--quick');
@@ -31,65 +31,19 @@ if (!env) {
   console.error('No test environment: run "bash test/env/up.sh" first (npm run bench does), or --only=startup.');
   process.exit(1);
 }
-const NOOP_GOAL = 0.5; // issue 15: a no-op at or under half of what users would run instead
-const PASSWORD_VAR = 'TK_BENCH_REGISTRY_PASSWORD';
+const NOOP_GOAL = 0.5; // issue 15: a playbook no-op at or under half of the community.docker one (wall)
 const made = []; // image references to remove from the engine at the end
 const temp = []; // folders to remove at the end
 
-/** Two images, <prefix>-base and <prefix>-child (FROM base), as the project's images look. */
-function imageSet(prefix) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-whole-'));
-  temp.push(dir);
-  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
-  const image = (name, from, isDefault) => {
-    mkdirSync(path.join(dir, name, 'app'), { recursive: true });
-    for (let i = 0; i < 20; i++) writeFileSync(path.join(dir, name, 'app', `file-${i}.txt`), `${name} ${i}\n`.repeat(200));
-    writeFileSync(path.join(dir, name, 'requirements.txt'), '# nothing to install\n');
-    writeFileSync(path.join(dir, name, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nCOPY app /opt/${name}\nRUN echo ${name} > /${name}.txt\n`);
-    writeFileSync(
-      path.join(dir, name, 'image.yaml'),
-      `name: ${name}\ndisplay_name: Bench ${name}\ndescription: Benchmark image ${name}\ncategory: jupyter\ntags: [bench]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
-    );
-    made.push(`${env.registryAuth}/library/${name}:latest`);
-  };
-  image(`${prefix}-base`, `library/busybox:${env.busyboxTag}`, true);
-  image(`${prefix}-child`, `library/${prefix}-base:latest`, false);
-  return { dir, names: [`${prefix}-base`, `${prefix}-child`] };
-}
-
 const runId = `${process.pid}-${Date.now().toString(36)}`;
-const dockerEnv = () => ({ DOCKER_HOST: env.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: env.dockerConfigDir });
+const dockerEnv = () => ({ DOCKER_HOST: env.dockerHost, DOCKER_CLI_HINTS: 'false', DOCKER_CONFIG: env.dockerConfigDir });
 
-/** `docker build` + `docker push` of each image in order, as one shell script (one process tree). */
-function dockerScript(set) {
-  const q = (s) => `'${s.replaceAll("'", "'\\''")}'`;
-  return set.names
-    .flatMap((name) => {
-      const tag = `${env.registryAuth}/library/${name}:latest`;
-      return [`${q(env.dockerCli ?? 'docker')} build -q -t ${q(tag)} --build-arg HARBOR_REGISTRY=${q(env.registryAuth)} ${q(path.join(set.dir, name))}`, `${q(env.dockerCli ?? 'docker')} push -q ${q(tag)}`];
-    })
-    .join(' && ');
-}
-
-/** The CLI with nothing changed: every image done, nothing built, pushed or registered. */
-function checkCliNoop(r) {
-  const result = JSON.parse(r.stdout);
-  const off = (result.images ?? []).filter((im) => im.status !== 'done' || im.changed).map((im) => `${im.name}: ${im.status}, changed=${im.changed}`);
-  if (result.changed !== false || result.failed || off.length || !result.images?.length) throw new Error(`the no-op CLI run did something: ${off.join('; ') || result.msg}`);
-}
-
-async function benchCli() {
-  log('\nCLI no-op: node bin/pipeline.js on two unchanged images vs docker build + docker push of both (warm cache)');
-  const ours = imageSet(`bench-wcli-${runId}`);
-  const theirs = imageSet(`bench-wdk-${runId}`);
-  const catalog = path.join(ours.dir, 'catalog.json');
-  const cli = [path.join(root, 'bin', 'pipeline.js'), ours.dir, '--registry', env.registryAuth, '--auth-username', env.registryUser, '--auth-password-env', PASSWORD_VAR, '--engine-host', env.dockerHost, '--registration-catalog-path', catalog, '--quiet'];
-  const oursRun = () => timed(process.execPath, cli, { env: { [PASSWORD_VAR]: env.registryPassword } });
-  const dockerRun = () => timed('sh', ['-c', dockerScript(theirs)], { env: dockerEnv() });
-  // The first runs build and push everything; measurePairs then warms one more pair.
-  const first = await oursRun();
-  log(`  first pipeline run (builds and pushes both): ${first.wall.toFixed(0)} ms; first docker round: ${(await dockerRun()).wall.toFixed(0)} ms`);
-  return measurePairs({ figure: 'CLI no-op, 2 images (node bin/pipeline.js)', baselineName: 'docker build + push', goal: NOOP_GOAL, pairs, ours: oursRun, baseline: dockerRun, check: checkCliNoop, log });
+/** bench/noop-process.js's two images (one built on the other), removed at the end. */
+function imageSet(prefix) {
+  const set = twoImages(env, prefix);
+  temp.push(set.dir);
+  for (const name of set.order) made.push(`${env.registryAuth}/library/${name}:latest`);
+  return { dir: set.dir, names: set.order };
 }
 
 /** Debian's ansible (community.docker) and python3-docker, or what is missing. */
@@ -165,7 +119,7 @@ async function benchPlaybook() {
   };
   const first = await oursRun();
   log(`  first playbook run (builds and pushes both): ${first.wall.toFixed(0)} ms; first community.docker run: ${(await communityRun()).wall.toFixed(0)} ms`);
-  return measurePairs({ figure: 'playbook no-op, 2 images (ansible-playbook)', baselineName: 'community.docker playbook', goal: NOOP_GOAL, pairs, ours: oursRun, baseline: communityRun, check, log });
+  return measurePairs({ figure: 'playbook no-op, 2 images (ansible-playbook)', baselineName: 'community.docker playbook', goal: NOOP_GOAL, goalOn: ['wall'], pairs, ours: oursRun, baseline: communityRun, check, log });
 }
 
 async function cleanup() {
@@ -186,7 +140,10 @@ try {
     log(`\nStart-up against node -e 0`);
     rows.push(...(await benchStartup({ pairs: startupPairs, log })));
   }
-  if (only.includes('cli')) rows.push(await benchCli());
+  if (only.includes('cli')) {
+    log('\nCLI no-op: node bin/pipeline.js on two unchanged images vs docker build + docker push of both (warm cache)');
+    rows.push(await benchNoopProcess({ pairs, log }));
+  }
   if (only.includes('playbook')) rows.push(await benchPlaybook());
   if (rows.some((r) => !r.note)) processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
   for (const r of rows.filter((r) => r.note)) log(`${r.figure}: ${r.note}`);
