@@ -6,30 +6,25 @@
 // the docker CLI processes included on the baseline side) and their ratios. Also counts the
 // registry requests of one no-op (the registry's access log). Never fails on a goal.
 //
-//   node bench/noop-process.js [--pairs=N]   (test services needed: bash test/env/up.sh; bench/run.js runs it)
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+//   node bench/noop-process.js [--pairs=N]   (test services needed: bash test/env/up.sh; bench/whole-process.js runs it)
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startupTable, timeCommand } from './startup.js';
+import { pathToFileURL } from 'node:url';
+import { median, option, processTable, readTestEnv, root, timed } from './lib/process.js';
 import { registryLogSince } from '../test/helpers/registry-log.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GOAL = 0.5;
-const median = (values) => {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function readEnv() {
-  const file = path.join(process.env.THINKUBE_TEST_ENV ?? path.join(root, '.test-env'), 'env.json');
-  if (!existsSync(file)) throw new Error(`No test environment (${file}): run "bash test/env/up.sh" first (npm run bench does).`);
-  return JSON.parse(readFileSync(file, 'utf8'));
+  const env = readTestEnv();
+  if (!env) throw new Error('No test environment: run "bash test/env/up.sh" first (npm run bench does).');
+  return env;
 }
 
 /** <prefix>-base FROM busybox, <prefix>-child FROM <prefix>-base: a few small files each. */
-function twoImages(env, prefix) {
+export function twoImages(env, prefix) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-noop-'));
   writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
   const image = (name, from, isDefault) => {
@@ -84,15 +79,15 @@ export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
     .join(' && ');
   const dockerEnv = { DOCKER_HOST: env.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
   const pipeline = async () => {
-    const r = await timeCommand(process.execPath, pipelineArgs, 0);
-    const result = JSON.parse(r.out);
-    if (result.changed || result.failed) throw new Error(`the pipeline's no-op run changed or failed something: ${r.out.slice(0, 1500)}`);
+    const r = await timed(process.execPath, pipelineArgs);
+    const result = JSON.parse(r.stdout);
+    if (result.changed || result.failed) throw new Error(`the pipeline's no-op run changed or failed something: ${r.stdout.slice(0, 1500)}`);
     return r;
   };
-  const cli = () => timeCommand('/bin/sh', ['-c', script], 0, { env: dockerEnv });
+  const cli = () => timed('/bin/sh', ['-c', script], { env: dockerEnv });
   try {
     // First runs build and push; the second warm caches. The pipeline's first run changes things.
-    await timeCommand(process.execPath, pipelineArgs, 0);
+    await timed(process.execPath, pipelineArgs);
     await cli();
     await pipeline();
     await cli();
@@ -108,7 +103,7 @@ export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
       b.push(await cli());
       a.push(await pipeline());
     }
-    const row = { figure: 'node bin/pipeline.js, no-op re-run of 2 images', baseline: 'docker build + push, warm', goal: GOAL, goalOn: ['wall'], requests, pairs };
+    const row = { figure: 'CLI no-op, 2 images (node bin/pipeline.js)', baselineName: 'docker build + push, warm', goal: GOAL, goalOn: ['wall'], requests, pairs };
     for (const k of ['wall', 'cpu']) {
       const o = a.map((r) => r[k]).filter((v) => v !== undefined);
       const t = b.map((r) => r[k]).filter((v) => v !== undefined);
@@ -123,10 +118,10 @@ export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const pairs = Number(process.argv.find((a) => a.startsWith('--pairs='))?.slice(8) ?? 7);
+  const pairs = Number(option('pairs', 7));
   try {
     console.log(`No-op re-run of two images as whole processes, medians of ${pairs} pairs`);
-    startupTable([await benchNoopProcess({ pairs })], pairs);
+    processTable('No-op re-run, whole processes', [await benchNoopProcess({ pairs })]);
   } catch (error) {
     console.error(`Benchmark failed: ${error.message}`);
     process.exitCode = 1;

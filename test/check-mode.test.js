@@ -8,7 +8,6 @@
 // thinkube_image_pipeline task) run by the real ansible-playbook, with and without --check: the
 // module's result and the PLAY RECAP counts of both runs are compared.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +16,8 @@ import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
-import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
+import { testEnv, uniqueName } from './helpers/env.js';
+import { runScript } from './helpers/scripts.js';
 import { registryLogSince } from './helpers/registry-log.js';
 import { recap, runPlaybook } from './helpers/ansible.js';
 
@@ -110,17 +110,7 @@ function libraryOptions(fx) {
   return { imagesDir: fx.dir, registry: env.registryAnon, engine, tags: fx.tags, registration: { target: 'catalog', catalogPath: fx.catalogPath } };
 }
 
-function runCommand(args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pipeline.js'), ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCommand = (args) => runScript('pipeline.js', args);
 
 const ENTRY_POINTS = [
   {

@@ -3,7 +3,6 @@
 // build, SIGTERM to a running build, two pipelines at once. Each scenario asserts the FINAL state
 // of the registry (asked directly, not through the proxy) and of the registration.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -15,7 +14,8 @@ import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
-import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
+import { testEnv, uniqueName } from './helpers/env.js';
+import { runScript } from './helpers/scripts.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { startControlStandin } from './helpers/control-standin.js';
 import { startHarborStandin } from './helpers/harbor-standin.js';
@@ -75,23 +75,6 @@ async function waitFor(what, check, timeoutMs = 60_000, everyMs = 200) {
 }
 
 /** Run a bin/ script; resolves with exit code, stdout, stderr; `onStart` gets the child. */
-function runScript(script, args, { env: extraEnv = {}, onStart } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', script), ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    onStart?.(child);
-  });
-}
-
 function argsFile(t, args) {
   const file = path.join(tmp(t, 'tk-fault-args-'), 'args.json');
   writeFileSync(file, JSON.stringify(args));

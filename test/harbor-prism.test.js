@@ -5,81 +5,32 @@
 // bad auth scheme) gets a 4xx instead of a mocked answer. A recording proxy between the client and Prism keeps every
 // status, so no 4xx can hide behind the client's own handling (404 -> false, 409 -> unchanged).
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { repoRoot } from './helpers/env.js';
+import { freePort, startService } from './helpers/service-process.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
 
 const swagger = path.join(repoRoot, 'test', 'contracts', 'harbor-api.yaml');
 const prismBin = path.join(repoRoot, 'node_modules', '.bin', 'prism');
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function startPrism() {
   if (!existsSync(swagger)) throw new Error(`The Harbor API description is missing: ${swagger}`);
   if (!existsSync(prismBin)) throw new Error(`Prism is missing: ${prismBin} (npm install)`);
   const port = await freePort();
-  const started = Date.now();
-  // Own process group, so teardown ends Prism and anything it started, and nothing else.
-  const child = spawn(prismBin, ['mock', '--errors', '-h', '127.0.0.1', '-p', String(port), swagger], {
-    cwd: repoRoot,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout.on('data', (d) => (log = (log + d).slice(-8000)));
-  child.stderr.on('data', (d) => (log = (log + d).slice(-8000)));
-  let exited = null;
-  child.once('exit', (code, signal) => (exited = { code, signal }));
-  const stop = () =>
-    new Promise((resolve) => {
-      if (exited) return resolve();
-      child.once('exit', () => resolve());
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {
-        resolve();
-      }
-      setTimeout(() => {
-        if (!exited) {
-          try {
-            process.kill(-child.pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }, 3000).unref();
-    });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) throw new Error(`Prism exited (${JSON.stringify(exited)}) before answering:\n${log}`);
-    try {
-      const res = await fetch(`${url}/ping`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`Prism did not answer on ${url} within 60 s:\n${log}`);
-    }
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  return { url, stop, startupMs: Date.now() - started };
+  const prism = await startService({
+    name: `Prism on ${url}`,
+    cmd: prismBin,
+    args: ['mock', '--errors', '-h', '127.0.0.1', '-p', String(port), swagger],
+    cwd: repoRoot,
+    ready: () => fetch(`${url}/ping`, { signal: AbortSignal.timeout(1000) }).then((res) => res.status === 200),
+    timeoutMs: 60_000,
+    pollMs: 150,
+  });
+  return { url, stop: prism.stop, startupMs: prism.startupMs };
 }
 
 /** A pass-through proxy that records each exchange's status and Prism's violation header. */

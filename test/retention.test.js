@@ -6,7 +6,6 @@
 // Each test has a registry of its own (test/helpers/private-registry.js): the garbage collector
 // must not run beside other tests' uploads. Real dockerd of test/env; bases from its anonymous registry.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -17,7 +16,8 @@ import { buildMultiArchImage } from '../dist/lib/pipeline/multiarch.js';
 import { assembleImageIndex } from '../dist/lib/publish/index.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
-import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
+import { testEnv, uniqueName } from './helpers/env.js';
+import { runScript } from './helpers/scripts.js';
 import { startPrivateRegistry } from './helpers/private-registry.js';
 
 t.setTimeout(20 * 60_000);
@@ -76,17 +76,7 @@ async function pullFresh(reference) {
   return docker.getImage(reference).inspect();
 }
 
-function runCommand(args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin', 'pipeline.js'), ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCommand = (args) => runScript('pipeline.js', args);
 
 const retentionOf = (image) => {
   const r = image.retention ?? {};

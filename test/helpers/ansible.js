@@ -7,28 +7,40 @@ import path from 'node:path';
 import { repoRoot } from './env.js';
 
 export const playbookPath = path.join(repoRoot, 'ansible', '10_build_jupyter_images.yaml');
+/** The Python that runs the modules (inventory's ansible_python_interpreter). */
+export const ansiblePython = process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3';
 
-export function runPlaybook({ extraVars = {}, args = [], playbook = playbookPath, inventory, env = {}, timeoutMs = 600_000 } = {}) {
+/**
+ * The ansible-playbook command line of a run (vars and inventory files in a new temporary folder),
+ * shared with bench/whole-process.js, which times the same command as a whole process.
+ */
+export function playbookCommand({ extraVars = {}, args = [], playbook = playbookPath, inventory, env = {} } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-ansible-'));
   const varsFile = path.join(dir, 'vars.json');
   writeFileSync(varsFile, JSON.stringify({ target_hosts: 'all', ...extraVars }), { mode: 0o600 });
   const inventoryFile = path.join(dir, 'inventory.ini');
-  writeFileSync(inventoryFile, inventory ?? `localhost ansible_connection=local ansible_python_interpreter=${process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3'}\n`);
+  writeFileSync(inventoryFile, inventory ?? `localhost ansible_connection=local ansible_python_interpreter=${ansiblePython}\n`);
+  return {
+    cmd: 'ansible-playbook',
+    args: ['-i', inventoryFile, '-e', `@${varsFile}`, ...args, playbook],
+    env: {
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_FORCE_COLOR: '0',
+      ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
+      ANSIBLE_REMOTE_TEMP: path.join(dir, 'remote-tmp'),
+      ANSIBLE_RETRY_FILES_ENABLED: '0',
+      ANSIBLE_HOST_KEY_CHECKING: '0',
+      ANSIBLE_DEPRECATION_WARNINGS: '0',
+      ...env,
+    },
+    dir,
+  };
+}
+
+export function runPlaybook({ timeoutMs = 600_000, ...options } = {}) {
+  const { cmd, args, env, dir } = playbookCommand(options);
   return new Promise((resolve, reject) => {
-    const child = spawn('ansible-playbook', ['-i', inventoryFile, '-e', `@${varsFile}`, ...args, playbook], {
-      env: {
-        ...process.env,
-        ANSIBLE_NOCOLOR: '1',
-        ANSIBLE_FORCE_COLOR: '0',
-        ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
-        ANSIBLE_REMOTE_TEMP: path.join(dir, 'remote-tmp'),
-        ANSIBLE_RETRY_FILES_ENABLED: '0',
-        ANSIBLE_HOST_KEY_CHECKING: '0',
-        ANSIBLE_DEPRECATION_WARNINGS: '0',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
