@@ -7,12 +7,11 @@
 // registry requests of one no-op (the registry's access log). Never fails on a goal.
 //
 //   node bench/noop-process.js [--pairs=N]   (test services needed: bash test/env/up.sh; bench/whole-process.js runs it)
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import os from 'node:os';
+import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { median, option, processTable, readTestEnv, root, timed } from './lib/process.js';
+import { benchImages } from './lib/fixtures.js';
 import { registryLogSince } from '../test/helpers/registry-log.js';
 
 const GOAL = 0.5;
@@ -25,21 +24,8 @@ function readEnv() {
 
 /** <prefix>-base FROM busybox, <prefix>-child FROM <prefix>-base: a few small files each. */
 export function twoImages(env, prefix) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-noop-'));
-  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
-  const image = (name, from, isDefault) => {
-    const d = path.join(dir, name);
-    mkdirSync(path.join(d, 'app'), { recursive: true });
-    for (let i = 0; i < 20; i++) writeFileSync(path.join(d, 'app', `file-${i}.txt`), randomBytes(2048).toString('hex'));
-    writeFileSync(path.join(d, 'requirements.txt'), '# nothing to install\n');
-    writeFileSync(path.join(d, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nCOPY app /opt/${name}\nRUN echo ${name} > /${name}.txt\n`);
-    writeFileSync(
-      path.join(d, 'image.yaml'),
-      `name: ${name}\ndisplay_name: Bench ${name}\ndescription: Benchmark image ${name}\ncategory: jupyter\ntags: [bench]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
-    );
-  };
-  image(`${prefix}-base`, `library/busybox:${env.busyboxTag}`, true);
-  image(`${prefix}-child`, `library/${prefix}-base:latest`, false);
+  const busybox = `library/busybox:${env.busyboxTag}`;
+  const dir = benchImages(env, 'noop', [{ name: `${prefix}-base`, from: busybox, isDefault: true }, { name: `${prefix}-child`, from: `library/${prefix}-base:latest` }]);
   return { dir, order: [`${prefix}-base`, `${prefix}-child`] };
 }
 

@@ -9,7 +9,7 @@
 //   BENCH_KEEP=1 keeps the generated contexts under /tmp for the next run.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { benchStartup, startupTable } from './startup.js';
 import { benchNoopProcess } from './noop-process.js';
+import { benchImages } from './lib/fixtures.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -91,23 +92,13 @@ const fmt = (v, unit) => (unit === 'ms' ? ms(v) : unit === 'MB' ? `${v.toFixed(1
 
 /** base; child FROM base; grandchild FROM child; solo. Two images depend on another. */
 function fixtureSet(prefix) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tk-bench-images-'));
-  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:${env.busyboxTag}\n`);
-  const image = (name, from, isDefault = false) => {
-    const d = path.join(dir, name);
-    mkdirSync(path.join(d, 'app'), { recursive: true });
-    for (let i = 0; i < 20; i++) writeFileSync(path.join(d, 'app', `file-${i}.txt`), randomBytes(2048).toString('hex'));
-    writeFileSync(path.join(d, 'requirements.txt'), '# nothing to install\n');
-    writeFileSync(path.join(d, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nCOPY app /opt/${name}\nRUN echo ${name} > /${name}.txt\n`);
-    writeFileSync(
-      path.join(d, 'image.yaml'),
-      `name: ${name}\ndisplay_name: Bench ${name}\ndescription: Benchmark image ${name}\ncategory: jupyter\ntags: [bench]\nmetadata:\n  gpu_required: false\n  cpu_limit: 1\n  mem_limit: 1G\n  default: ${isDefault}\n  purpose: jupyter\n`,
-    );
-  };
-  image(`${prefix}-base`, `library/busybox:${env.busyboxTag}`, true);
-  image(`${prefix}-child`, `library/${prefix}-base:latest`);
-  image(`${prefix}-grandchild`, `library/${prefix}-child:latest`);
-  image(`${prefix}-solo`, `library/busybox:${env.busyboxTag}`);
+  const busybox = `library/busybox:${env.busyboxTag}`;
+  const dir = benchImages(env, 'images', [
+    { name: `${prefix}-base`, from: busybox, isDefault: true },
+    { name: `${prefix}-child`, from: `library/${prefix}-base:latest` },
+    { name: `${prefix}-grandchild`, from: `library/${prefix}-child:latest` },
+    { name: `${prefix}-solo`, from: busybox },
+  ]);
   return { dir, order: ['base', 'child', 'grandchild', 'solo'].map((s) => `${prefix}-${s}`) };
 }
 
