@@ -213,3 +213,30 @@ t.test('the playbook with build_executor=kubernetes: check mode renders the Work
   t.equal(recap(again.output)?.changed, 0, 'the second run changes nothing');
   t.equal(kube.list('workflows', 'builds', 'argoproj.io').length, 1, 'and submits no Workflow');
 });
+
+t.test('playbook 20 with build_executor=kubernetes: one builder host, build_platforms for the play; check mode renders a task per platform and the index', async (t) => {
+  const dir = imagesDir(t);
+  writeFileSync(path.join(dir, 'multi', 'data.txt'), `playbook 20 ${Date.now()}\n`); // something to build
+  const python = process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3';
+  const run = await runPlaybook({
+    playbook: path.join(repoRoot, 'ansible', '20_build_multiarch.yaml'),
+    // No build_platform on the host: the cluster builds every platform of build_platforms.
+    inventory: `[builders]\nrunner ansible_connection=local ansible_python_interpreter=${python}\n`,
+    extraVars: {
+      harbor_registry: env.registryAuth,
+      harbor_username: env.registryUser,
+      harbor_admin_password: env.registryPassword,
+      harbor_project: project,
+      images_dir: dir,
+      images: ['multi'],
+      register_images: false,
+      build_executor: 'kubernetes',
+      build_platforms: ['linux/amd64', 'linux/arm64'],
+      build_kubernetes: { namespace: 'builds' },
+    },
+    args: ['--check', '-v'],
+  });
+  if (!t.equal(run.code, 0, 'the check run succeeds')) t.comment(run.output.slice(-3000));
+  for (const task of ['build-multi-amd64', 'build-multi-arm64', 'index-multi']) t.match(run.output, new RegExp(`"name": "${task}"`), `the Workflow has ${task}`);
+  t.notOk(run.output.includes(env.registryPassword), 'no password in the output');
+});
