@@ -160,7 +160,9 @@ t.test('a watch dropped mid-build and one too old (410) are resumed; the run com
   const started = await argo.whenRecorded({ event: 'started', task: 'build-base' });
   kube.dropWatches();
   await argo.whenRecorded({ event: 'started', task: 'build-app' });
-  // Events the client has not seen are forgotten: its next watch names a version too old.
+  // Events the client has not seen are forgotten: its next watch names a version too old. (A
+  // write elsewhere first, so that the compaction is past whatever the client has seen.)
+  kube.put('configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'bump', namespace: 'argo' }, data: { at: String(Date.now()) } });
   kube.compact();
   kube.dropWatches();
   const result = await run;
