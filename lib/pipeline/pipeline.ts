@@ -16,7 +16,6 @@ import { isValidTag } from '../registry/reference.js';
 import { clientsFor } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
 import { ClusterExecutor } from '../build/argo/executor.js';
-import { WORKFLOW_UID } from '../build/argo/workflow.js';
 import type { BuildExecutor } from '../build/executor.js';
 import type { EngineStats } from '../engine/pool.js';
 import { harborClientFor } from '../harbor/connect.js';
@@ -232,7 +231,7 @@ async function submitWorkflow(runs: Map<string, ImageRun>, results: Map<string, 
     workflow.submitted = true;
     workflow.name = submitted.name;
     workflow.uid = submitted.uid;
-    workflow.builds = workflow.builds.map((b) => ({ ...b, pushedAs: b.pushedAs.split(WORKFLOW_UID).join(submitted.uid) }));
+    workflow.builds = submitted.builds;
   }
   return workflow;
 }

@@ -15,7 +15,7 @@ import { describeExisting, type Clients } from '../incremental.js';
 import type { BuildExecutor, BuildRequest, BuiltImage } from '../executor.js';
 import { buildTaskName, WORKFLOW_UID, type IWorkflow } from './workflow.js';
 import type { WorkflowRun } from './run.js';
-import type { KubeConnectionOptions } from '../../kube/connection.js';
+import type { KubeConnection, KubeConnectionOptions } from '../../kube/connection.js';
 
 /** A build task of the submitted Workflow. */
 export interface WorkflowBuildTask {
@@ -47,6 +47,7 @@ export class ClusterExecutor implements BuildExecutor {
   readonly #tasks = new Map<string, WorkflowBuildTask>();
   readonly #warnings: string[] = [];
   #run?: WorkflowRun;
+  #connection?: KubeConnection;
   #stopping?: Promise<void>;
   /** Builds per Kubernetes node, as the engine pool counts them per engine. */
   #nodes = new Map<string, { builds: number; platforms: Set<string> }>();
@@ -73,20 +74,23 @@ export class ClusterExecutor implements BuildExecutor {
    * Load the connection now, so that a bad kubeconfig fails the run before anything is planned
    * or uploaded (and before the Kubernetes client is needed otherwise).
    */
-  async connect(): Promise<void> {
-    const { KubeConnection } = await import('../../kube/connection.js');
-    KubeConnection.load(this.#options?.connection);
+  async connect(): Promise<KubeConnection> {
+    if (!this.#connection) {
+      const { KubeConnection } = await import('../../kube/connection.js');
+      this.#connection = KubeConnection.load(this.#options?.connection);
+    }
+    return this.#connection;
   }
 
-  /** Submit the rendered Workflow and start following it. */
-  async submit(manifest: IWorkflow, namespace: string, tasks: WorkflowBuildTask[], controls: OperationControls): Promise<{ name: string; uid: string }> {
-    const [{ KubeConnection }, { WorkflowClient }, { WorkflowRun }] = await Promise.all([import('../../kube/connection.js'), import('../../kube/workflows.js'), import('./run.js')]);
-    const connection = KubeConnection.load(this.#options?.connection);
+  /** Submit the rendered Workflow and start following it; returns its name, uid and the build tasks with the uid in their tags. */
+  async submit(manifest: IWorkflow, namespace: string, tasks: WorkflowBuildTask[], controls: OperationControls): Promise<{ name: string; uid: string; builds: WorkflowBuildTask[] }> {
+    const [connection, { WorkflowClient }, { WorkflowRun }] = await Promise.all([this.connect(), import('../../kube/workflows.js'), import('./run.js')]);
     const client = new WorkflowClient(connection, namespace, controls.signal);
     const created = await client.create(manifest as Parameters<typeof client.create>[0]);
     const name = created.metadata.name as string;
     const uid = created.metadata.uid as string;
-    for (const task of tasks) this.#tasks.set(task.task, { ...task, pushedAs: task.pushedAs.split(WORKFLOW_UID).join(uid) });
+    const builds = tasks.map((task) => ({ ...task, pushedAs: task.pushedAs.split(WORKFLOW_UID).join(uid) }));
+    for (const build of builds) this.#tasks.set(build.task, build);
     emit(controls, { type: 'info', message: `Submitted Workflow ${namespace}/${name} (${tasks.length} build task${tasks.length === 1 ? '' : 's'}) to ${connection.server}` });
     const run = new WorkflowRun(client, created, [...new Set([...tasks.map((t) => t.task), ...taskNamesOf(manifest)])], controls);
     this.#run = run;
@@ -97,7 +101,7 @@ export class ClusterExecutor implements BuildExecutor {
     };
     if (controls.signal?.aborted) onAbort();
     else controls.signal?.addEventListener('abort', onAbort, { once: true });
-    return { name, uid };
+    return { name, uid, builds };
   }
 
   /** The submitted Workflow, once there is one. */
@@ -156,8 +160,7 @@ export class ClusterExecutor implements BuildExecutor {
   async close(): Promise<string[]> {
     const run = this.#run;
     if (run && !run.stopped) {
-      const finished = ['Succeeded', 'Failed', 'Error'].includes(run.latest.status?.phase ?? '');
-      if (!finished) {
+      if (!run.finished) {
         this.#stopping ??= run.stop().then(
           () => void this.#warnings.push(`Workflow ${run.namespace}/${run.name} stopped: no image of this run waited for it any more`),
           (error: unknown) => void this.#warnings.push(`Workflow ${run.namespace}/${run.name} could not be stopped (${(error as Error).message}): stop it with argo stop -n ${run.namespace} ${run.name}`),

@@ -78,6 +78,11 @@ export class WorkflowRun {
     this.done.catch(() => undefined);
   }
 
+  /** The last version seen has a final phase. */
+  get finished(): boolean {
+    return workflowFinished(this.latest);
+  }
+
   /** The outcome of a task of this Workflow. */
   wait(task: string): Promise<TaskOutcome> {
     const state = this.#tasks.get(task);
@@ -87,7 +92,7 @@ export class WorkflowRun {
 
   /** Stop the Workflow (once); every task not settled yet fails as cancelled. */
   async stop(): Promise<void> {
-    if (this.stopped || workflowFinished(this.latest)) return;
+    if (this.stopped || this.finished) return;
     this.stopped = true;
     emit(this.#controls, { type: 'warning', message: `Stopping Workflow ${this.namespace}/${this.name}: the run was cancelled` });
     const cancelled = new ThinkubeImageError('ERR_ABORTED', `Cancelled: Workflow ${this.namespace}/${this.name} was stopped`, { hint: 'Run again: builds that finished are found in the registry' });
