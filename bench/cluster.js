@@ -13,26 +13,23 @@
 // wall time of each run, the medians and the ratio cluster/local. Nothing fails on a figure.
 //
 //   node bench/cluster.js [--pairs=2] [--sleep=5]   (after bash test/env/up.sh)
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { median, option, readTestEnv } from './lib/process.js';
 import { runPipeline } from '../dist/lib/pipeline/pipeline.js';
 import { startKubeStandin } from '../test/helpers/kube-standin.js';
 import { startArgoController } from '../test/helpers/argo-controller.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, fallback) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
-const PAIRS = arg('pairs', 2);
-const SLEEP = arg('sleep', 5);
+const PAIRS = Number(option('pairs', 2));
+const SLEEP = Number(option('sleep', 5));
 
-const envFile = path.join(process.env.THINKUBE_TEST_ENV ?? path.join(root, '.test-env'), 'env.json');
-if (!existsSync(envFile)) {
-  console.error(`No test environment (${envFile}): run "bash test/env/up.sh" first.`);
+const env = readTestEnv();
+if (!env) {
+  console.error('No test environment: run "bash test/env/up.sh" first.');
   process.exit(1);
 }
-const env = JSON.parse(readFileSync(envFile, 'utf8'));
 const auth = { username: env.registryUser, password: env.registryPassword };
 const PLATFORMS = ['linux/amd64', 'linux/arm64'];
 
@@ -84,12 +81,6 @@ async function timed(label, extra) {
   console.log(`  ${label.padEnd(8)} ${(ms / 1000).toFixed(1).padStart(6)} s  (${builds} platform builds; ${result.engines.map((e) => `${e.name} ${e.builds}`).join(', ')})`);
   return ms;
 }
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 console.log(`4 images x 2 platforms (one image built on another), RUN sleep ${SLEEP} each, force + noCache; ${PAIRS} pairs, alternating\n`);
 const stand = await cluster();
