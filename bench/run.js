@@ -262,7 +262,7 @@ function table() {
 async function cleanup() {
   if (!made.length) return;
   const engine = connectEngine({ host: env.dockerHost });
-  for (const ref of made) await engine.docker.getImage(ref).remove({ force: true }).catch(() => {});
+  for (const ref of made) await (await engine.client()).getImage(ref).remove({ force: true }).catch(() => {});
 }
 
 try {

@@ -98,7 +98,7 @@ t.test('push stall timeout: pushImage, runPush with options nobody validated, an
   const proxy = await startFaultProxy({ target: env.registryAnon, mode: 'http' });
   t.teardown(() => proxy.close());
   const engine = connectEngine(engineOptions);
-  const docker = engine.docker;
+  const docker = await engine.client();
   const stalled = async (what, push) => {
     const ref = `${proxy.address}/defaults/${uniqueName('pstall')}:1`;
     await docker.getImage(env.busyboxImage).tag({ repo: ref.slice(0, ref.lastIndexOf(':')), tag: '1' });

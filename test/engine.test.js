@@ -1,8 +1,11 @@
 // Engine connection: addresses resolved like the Docker CLI, clear errors when unreachable, and the
 // same code against dockerd and Podman's Docker API. Also option validation at the API level.
 import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { buildImage } from '../dist/lib/build/build.js';
 import { pushImage } from '../dist/lib/engine/push.js';
 import { BuildError, ValidationError } from '../dist/lib/core/errors.js';
@@ -94,6 +97,44 @@ t.test('checkEngine works against dockerd and against the Podman service', async
   t.equal(dockerd.os, 'linux');
   t.equal(podman.os, 'linux');
   t.not(dockerd.version, podman.version, 'two different engines answered');
+});
+
+t.test('an engine over TLS with client certificates (DOCKER_TLS_VERIFY): the version check and dockerode calls both use them', async (t) => {
+  // dockerd behind a TLS front that demands a client certificate signed by its CA, like dockerd --tlsverify.
+  const dir = tempDir(t);
+  const cert = (name, subject) =>
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, `${name}-key.pem`), '-out', path.join(dir, `${name}.pem`), '-days', '2', '-subj', subject, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  cert('server', '/CN=127.0.0.1');
+  cert('client', '/CN=client');
+  const read = (name) => readFileSync(path.join(dir, name));
+  const socketPath = new URL(env.dockerHost).pathname;
+  const front = tls.createServer({ key: read('server-key.pem'), cert: read('server.pem'), ca: [read('client.pem')], requestCert: true, rejectUnauthorized: true }, (socket) => {
+    const upstream = net.connect(socketPath);
+    socket.pipe(upstream).pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+  });
+  await new Promise((resolve) => front.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => front.close());
+  const host = `tcp://127.0.0.1:${front.address().port}`;
+
+  const certPath = tempDir(t);
+  copyFileSync(path.join(dir, 'server.pem'), path.join(certPath, 'ca.pem'));
+  copyFileSync(path.join(dir, 'client.pem'), path.join(certPath, 'cert.pem'));
+  copyFileSync(path.join(dir, 'client-key.pem'), path.join(certPath, 'key.pem'));
+  const engine = connectEngine({ host, tlsVerify: true, certPath });
+  t.match(await checkEngine(engine), { os: 'linux', version: /^\d+\.\d+/ }, 'the version check over TLS');
+  const image = await (await engine.client()).getImage(env.busyboxImage).inspect();
+  t.match(image.Id, /^sha256:/, 'a dockerode call over the same TLS connection settings');
+
+  // The same check can fail: a CA that did not sign the server's certificate.
+  const wrongCa = tempDir(t);
+  copyFileSync(path.join(dir, 'client.pem'), path.join(wrongCa, 'ca.pem'));
+  copyFileSync(path.join(dir, 'client.pem'), path.join(wrongCa, 'cert.pem'));
+  copyFileSync(path.join(dir, 'client-key.pem'), path.join(wrongCa, 'key.pem'));
+  const error = await failure(checkEngine(connectEngine({ host, tlsVerify: true, certPath: wrongCa })));
+  t.equal(error.code, 'ERR_ENGINE_UNREACHABLE', error.message);
+  t.match(error.message, host, 'names the engine');
 });
 
 t.test('a build on Podman: base image pulled from the local registry, args and labels honoured, failures typed', async (t) => {

@@ -25,7 +25,7 @@ async function multiPlatformBase() {
   await pullImage(dockerd, env.busyboxArm64Image, 'linux/arm64', {});
   const manifests = [];
   for (const [source, arch] of [[env.busyboxImage, 'amd64'], [env.busyboxArm64Image, 'arm64']]) {
-    await dockerd.docker.getImage(source).tag({ repo: `${env.registryAnon}/library/busybox-multi`, tag: `1.35-${arch}` });
+    await (await dockerd.client()).getImage(source).tag({ repo: `${env.registryAnon}/library/busybox-multi`, tag: `1.35-${arch}` });
     manifests.push((await runPush(dockerd, { tags: [`${env.registryAnon}/library/busybox-multi:1.35-${arch}`] })).digest);
   }
   await assembleImageIndex({ tags: [`${env.registryAnon}/library/busybox-multi:1.35`], manifests, platforms: ['linux/amd64', 'linux/arm64'] });

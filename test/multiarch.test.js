@@ -27,7 +27,7 @@ async function pushBusyboxPair(repository, tag) {
   await pullImage(dockerd, env.busyboxArm64Image, 'linux/arm64', {});
   const digests = {};
   for (const [source, arch] of [[env.busyboxImage, 'amd64'], [env.busyboxArm64Image, 'arm64']]) {
-    await dockerd.docker.getImage(source).tag({ repo: `${env.registryAnon}/${repository}`, tag: `${tag}-${arch}` });
+    await (await dockerd.client()).getImage(source).tag({ repo: `${env.registryAnon}/${repository}`, tag: `${tag}-${arch}` });
     digests[arch] = (await runPush(dockerd, { tags: [`${env.registryAnon}/${repository}:${tag}-${arch}`] })).digest;
   }
   return digests;

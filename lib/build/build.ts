@@ -187,7 +187,7 @@ export async function runBuild(
   arm();
   const context = packContext(scan);
   try {
-    stream = await engine.docker.buildImage(context as unknown as NodeJS.ReadableStream, query as object);
+    stream = await (await engine.client()).buildImage(context as unknown as NodeJS.ReadableStream, query as object);
   } catch (error) {
     context.destroy();
     clearTimeout(stallTimer);
@@ -293,7 +293,7 @@ export async function runBuild(
   if (!imageId) {
     // Some engines do not send aux.ID; the first tag then names the result.
     try {
-      imageId = ((await engine.docker.getImage(options.tags[0] as string).inspect()) as { Id: string }).Id;
+      imageId = ((await (await engine.client()).getImage(options.tags[0] as string).inspect()) as { Id: string }).Id;
     } catch (error) {
       throw new BuildError(`The engine at ${engine.address} finished the build of ${options.tags[0]} without producing an image`, {
         step: currentStep,

@@ -103,7 +103,7 @@ async function baseDigest(engine: Engine | undefined, clients: Clients, referenc
   // Not in a registry we can read: the engine's copy still pins the content.
   if (!engine) return { problem: `base image ${formatReference(ref)} is not in its registry` };
   try {
-    const local = (await engine.docker.getImage(formatReference(ref)).inspect()) as { Id: string };
+    const local = (await (await engine.client()).getImage(formatReference(ref)).inspect()) as { Id: string };
     return { digest: `local:${local.Id}` };
   } catch {
     return { problem: `base image ${formatReference(ref)} is neither in its registry nor on the engine` };
@@ -196,10 +196,11 @@ async function pullImage(engine: Engine, reference: string, options: BuildOption
   const ref = withDefaultTag(parseReference(reference));
   const credentials = await resolveCredentials(ref.registry, authFor(options, ref.registry));
   try {
-    const stream = (await engine.docker.pull(reference, { authconfig: { key: registryAuthHeader(credentials, ref.registry) }, platform: options.platform, abortSignal: controls.signal } as object)) as NodeJS.ReadableStream;
+    const docker = await engine.client();
+    const stream = (await docker.pull(reference, { authconfig: { key: registryAuthHeader(credentials, ref.registry) }, platform: options.platform, abortSignal: controls.signal } as object)) as NodeJS.ReadableStream;
     let failure: string | undefined;
     await new Promise<void>((resolve, reject) => {
-      engine.docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()), (event: { error?: string }) => {
+      docker.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve()), (event: { error?: string }) => {
         if (event.error) failure = event.error;
       });
     });
@@ -227,7 +228,7 @@ export async function refreshBases(engine: Engine, bases: BaseImageDigest[], opt
     if (base.digest.startsWith('local:')) continue;
     let repoDigests: string[] = [];
     try {
-      repoDigests = ((await engine.docker.getImage(base.reference).inspect()) as { RepoDigests?: string[] }).RepoDigests ?? [];
+      repoDigests = ((await (await engine.client()).getImage(base.reference).inspect()) as { RepoDigests?: string[] }).RepoDigests ?? [];
     } catch {
       // Not on the engine: pull it here, with the registry's credentials (the builder's own pull
       // would go without them).

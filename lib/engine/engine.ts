@@ -2,11 +2,17 @@
  * Connection to a Docker-compatible engine (dockerd or Podman's Docker API), configured the way
  * the Docker CLI is: explicit options first, then DOCKER_HOST / DOCKER_TLS_VERIFY /
  * DOCKER_CERT_PATH, then the local socket.
+ *
+ * dockerode is imported on the first call that needs it (a build, push, pull or inspect): its
+ * import (docker-modem, ssh2, gRPC, protobufjs) costs about 200 ms, most of a no-op run's start-up.
+ * The short calls every run makes (/version) go over node:http instead, except for ssh engines.
  */
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import type { EngineOptions } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';
@@ -14,11 +20,14 @@ import { schemaDefault } from '../options/defaults.js';
 export const DEFAULT_ENGINE_HOST = 'unix:///var/run/docker.sock';
 
 export interface Engine {
-  docker: Docker;
   /** The address in DOCKER_HOST form, for messages. */
   address: string;
   /** Milliseconds allowed for short API calls (ping, inspect, info). */
   timeoutMs: number;
+  /** How to reach it, as dockerode's connection options. */
+  connection: Docker.DockerOptions;
+  /** The dockerode client, imported and created on the first call (one per engine). */
+  client(): Promise<Docker>;
 }
 
 export function resolveEngineAddress(options: EngineOptions = {}, env: NodeJS.ProcessEnv = process.env): string {
@@ -75,7 +84,60 @@ export function connectEngine(options: EngineOptions = {}, env: NodeJS.ProcessEn
         hint: 'Use unix://, tcp:// or ssh:// (like DOCKER_HOST)',
       });
   }
-  return { docker: new Docker(config), address, timeoutMs };
+  let client: Promise<Docker> | undefined;
+  const connection = config;
+  return {
+    address,
+    timeoutMs,
+    connection,
+    client: () => (client ??= import('dockerode').then(({ default: Dockerode }) => new Dockerode(connection))),
+  };
+}
+
+/**
+ * GET a small JSON answer of the engine's API (/version, /info) without dockerode: node:http over
+ * the unix socket or TCP (TLS with the client certificates), dockerode only for ssh engines. A
+ * failure carries what dockerode's would (a socket error code, or statusCode and json), so
+ * engineError words both alike.
+ */
+export async function engineGet<T>(engine: Engine, apiPath: '/version' | '/info', signal: AbortSignal): Promise<T> {
+  const c = engine.connection;
+  if (c.protocol === 'ssh') {
+    const docker = await engine.client();
+    // dockerode takes an abortSignal here; its typings know only the callback form.
+    const call = (apiPath === '/version' ? docker.version : docker.info).bind(docker) as unknown as (o: object) => Promise<T>;
+    return call({ abortSignal: signal });
+  }
+  const tls = c.protocol === 'https';
+  const options: https.RequestOptions = {
+    method: 'GET',
+    path: apiPath,
+    signal,
+    headers: { accept: 'application/json' },
+    ...(c.socketPath ? { socketPath: c.socketPath } : { host: c.host, port: c.port }),
+    ...(tls ? { ca: c.ca, cert: c.cert, key: c.key } : {}),
+  } as https.RequestOptions;
+  return new Promise<T>((resolve, reject) => {
+    const request = (tls ? https : http).request(options, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        const status = response.statusCode ?? 0;
+        if (status >= 200 && status < 300 && json !== undefined) return resolve(json as T);
+        reject(Object.assign(new Error(`(HTTP code ${status}) unexpected - ${text.trim().slice(0, 200)}`), { statusCode: status, json }));
+      });
+    });
+    request.on('error', reject);
+    request.end();
+  });
 }
 
 /** Wrap a low-level failure talking to the engine into an error naming the engine. */
@@ -121,9 +183,7 @@ export async function withEngineTimeout<T>(engine: Engine, doing: string, call: 
 /** Ping the engine: resolves to its version info, or throws ERR_ENGINE_UNREACHABLE naming the address. */
 export async function checkEngine(engine: Engine): Promise<{ version: string; apiVersion: string; os: string; arch: string }> {
   return withEngineTimeout(engine, 'checking the engine', async (abortSignal) => {
-    // dockerode 5 accepts an abortSignal here; its published types lag behind.
-    const versionCall = engine.docker.version.bind(engine.docker) as unknown as (o: object) => Promise<Record<string, string>>;
-    const version = await versionCall({ abortSignal });
+    const version = await engineGet<Record<string, string>>(engine, '/version', abortSignal);
     return { version: version.Version ?? 'unknown', apiVersion: version.ApiVersion ?? 'unknown', os: version.Os ?? 'linux', arch: version.Arch ?? 'amd64' };
   });
 }
@@ -143,9 +203,7 @@ const products = new WeakMap<Engine, Promise<EngineProduct>>();
 export function engineProduct(engine: Engine): Promise<EngineProduct> {
   let product = products.get(engine);
   if (!product) {
-    // dockerode takes an abortSignal here; its typings know only the callback form.
-    const version = engine.docker.version as unknown as (options: { abortSignal: AbortSignal }) => Promise<Docker.DockerVersion>;
-    product = version.call(engine.docker, { abortSignal: AbortSignal.timeout(engine.timeoutMs) }).then(
+    product = engineGet<Docker.DockerVersion>(engine, '/version', AbortSignal.timeout(engine.timeoutMs)).then(
       (version): EngineProduct => {
         const podman = version.Components?.find((c) => /podman/i.test(c.Name));
         return podman ? { name: 'podman', version: podman.Version } : { name: 'docker', version: version.Version };

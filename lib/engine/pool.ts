@@ -386,14 +386,16 @@ async function authHeaderFor(reference: string, pullAuth: PullAuth): Promise<str
 export async function pullImage(engine: Engine, reference: string, platform: string | undefined, pullAuth: PullAuth, signal?: AbortSignal): Promise<void> {
   const key = await authHeaderFor(reference, pullAuth);
   let stream: NodeJS.ReadableStream;
+  let docker: Awaited<ReturnType<Engine['client']>>;
   try {
-    stream = (await engine.docker.pull(reference, { ...(platform ? { platform } : {}), authconfig: { key }, abortSignal: signal } as object)) as NodeJS.ReadableStream;
+    docker = await engine.client();
+    stream = (await docker.pull(reference, { ...(platform ? { platform } : {}), authconfig: { key }, abortSignal: signal } as object)) as NodeJS.ReadableStream;
   } catch (error) {
     throw engineError(engine, error, `pulling ${reference}${platform ? ` for ${platform}` : ''}`);
   }
   let failure: string | undefined;
   await new Promise<void>((resolve, reject) => {
-    engine.docker.modem.followProgress(
+    docker.modem.followProgress(
       stream,
       (error: Error | null) => (error ? reject(engineError(engine, error, `pulling ${reference}`)) : resolve()),
       (event: { error?: string }) => {

@@ -152,7 +152,7 @@ async function pushOneTag(engine: Engine, reference: string, authHeader: string,
   let error: string | undefined;
   arm();
   try {
-    const stream = (await engine.docker.getImage(name).push({
+    const stream = (await (await engine.client()).getImage(name).push({
       tag: ref.tag,
       authconfig: { key: authHeader },
       abortSignal: signal,

@@ -11,7 +11,7 @@
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { BASES_FILE, loadCatalog, type BaseImage, type Catalog } from '../source/catalog.js';
-import { checkEngine, connectEngine, withEngineTimeout, type Engine } from '../engine/engine.js';
+import { checkEngine, connectEngine, engineGet, withEngineTimeout, type Engine } from '../engine/engine.js';
 import { ThinkubeImageError, ValidationError, errorCodeOf } from '../core/errors.js';
 import type { PreflightOptions } from '../options/generated/types.js';
 import type { HarborClient, HarborHealth, HarborIdentity } from '../harbor/client.js';
@@ -153,10 +153,7 @@ async function engineChecks(options: PreflightOptions, minFreeGb: number, contro
 async function diskCheck(engine: Engine, minFreeGb: number): Promise<PreflightCheck> {
   let dataRoot: string | undefined;
   try {
-    const info = await withEngineTimeout(engine, 'reading its info', async (abortSignal) => {
-      const call = engine.docker.info.bind(engine.docker) as unknown as (o: object) => Promise<Record<string, unknown>>;
-      return call({ abortSignal });
-    });
+    const info = await withEngineTimeout(engine, 'reading its info', (abortSignal) => engineGet<Record<string, unknown>>(engine, '/info', abortSignal));
     dataRoot = typeof info.DockerRootDir === 'string' && info.DockerRootDir ? info.DockerRootDir : undefined;
   } catch (error) {
     return failedFrom('disk', error, 'Check that the engine is running and answers `docker info`', { engine: engine.address });

@@ -14,7 +14,7 @@ import type { CommandContext, CommandOutcome } from '../command.js';
 async function imageIdOf(engine: Engine, reference: string): Promise<string | undefined> {
   return withEngineTimeout(engine, `inspecting ${reference}`, async (abortSignal) => {
     try {
-      return ((await engine.docker.getImage(reference).inspect({ abortSignal } as object)) as { Id: string }).Id;
+      return ((await (await engine.client()).getImage(reference).inspect({ abortSignal } as object)) as { Id: string }).Id;
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined;
       throw error;

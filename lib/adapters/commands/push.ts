@@ -22,7 +22,7 @@ export async function run(valid: Record<string, unknown>, context: CommandContex
       // In check mode the image may not be built yet (the build task only reported): then it would be pushed.
       const local = await withEngineTimeout(engine, `inspecting ${reference}`, async (abortSignal) => {
         try {
-          return (await engine.docker.getImage(reference).inspect({ abortSignal } as object)) as { RepoDigests?: string[] };
+          return (await (await engine.client()).getImage(reference).inspect({ abortSignal } as object)) as { RepoDigests?: string[] };
         } catch (error) {
           if ((error as { statusCode?: number }).statusCode === 404) return { RepoDigests: [] };
           throw error;
