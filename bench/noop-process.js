@@ -7,14 +7,16 @@
 // registry requests of one no-op (the registry's access log). Never fails on a goal.
 //
 //   node bench/noop-process.js [--pairs=N]   (test services needed: bash test/env/up.sh; bench/whole-process.js runs it)
+import { spawnSync } from 'node:child_process';
 import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { median, option, processTable, readTestEnv, root, timed } from './lib/process.js';
+import { measurePairs, median, option, processTable, readTestEnv, root, timed } from './lib/process.js';
 import { benchImages } from './lib/fixtures.js';
 import { registryLogSince } from '../test/helpers/registry-log.js';
 
 const GOAL = 0.5;
+const COLD_GOAL = 1.1; // issue 15 item 4: a first build and push within 1.1x of the Docker CLI
 
 function readEnv() {
   const env = readTestEnv();
@@ -103,11 +105,57 @@ export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
   }
 }
 
+/**
+ * The first build and push (issue 15 item 4): two new images (one built on the other), fresh
+ * content each pair so that nothing is cached but the base, `node bin/pipeline.js` against
+ * `docker build` + `docker push`. Returns the row (goal 1.1, wall).
+ */
+export async function benchColdProcess({ pairs = 5, log = console.log } = {}) {
+  const env = readEnv();
+  const dirs = [];
+  const tags = [];
+  let n = 0;
+  const fresh = (side) => {
+    const set = twoImages(env, `bench-cold-${side}-${process.pid}-${Date.now().toString(36)}-${n++}`);
+    dirs.push(set.dir);
+    for (const name of set.order) tags.push(`${env.registryAnon}/library/${name}:latest`);
+    return set;
+  };
+  const docker = `${JSON.stringify(env.dockerCli ?? '/usr/bin/docker')} --config ${JSON.stringify(env.dockerConfigDir)}`;
+  const dockerEnv = { DOCKER_HOST: env.dockerHost, DOCKER_BUILDKIT: '0', DOCKER_CLI_HINTS: 'false' };
+  const ours = async () => {
+    const set = fresh('p');
+    const r = await timed(process.execPath, [
+      path.join(root, 'bin', 'pipeline.js'), set.dir, '--registry', env.registryAnon, '--engine-host', env.dockerHost,
+      '--registration-target', 'catalog', '--registration-catalog-path', path.join(set.dir, 'catalog.json'),
+    ]);
+    const result = JSON.parse(r.stdout);
+    if (!result.changed || result.failed || result.done?.length !== 2) throw new Error(`the pipeline's first run did not build both images: ${r.stdout.slice(0, 1500)}`);
+    return r;
+  };
+  const baseline = () => {
+    const set = fresh('c');
+    const script = set.order
+      .map((name) => {
+        const tag = `${env.registryAnon}/library/${name}:latest`;
+        return `${docker} build -q -t ${tag} --build-arg HARBOR_REGISTRY=${env.registryAnon} ${JSON.stringify(path.join(set.dir, name))} >/dev/null && ${docker} push -q ${tag} >/dev/null`;
+      })
+      .join(' && ');
+    return timed('/bin/sh', ['-c', script], { env: dockerEnv });
+  };
+  try {
+    return await measurePairs({ figure: 'CLI first build + push, 2 new images', baselineName: 'docker build + push', goal: COLD_GOAL, goalOn: ['wall'], pairs, ours, baseline, log });
+  } finally {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    spawnSync(env.dockerCli ?? 'docker', ['rmi', '-f', ...tags], { env: { ...process.env, ...dockerEnv }, stdio: 'ignore' });
+  }
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const pairs = Number(option('pairs', 7));
   try {
     console.log(`No-op re-run of two images as whole processes, medians of ${pairs} pairs`);
-    processTable('No-op re-run, whole processes', [await benchNoopProcess({ pairs })]);
+    processTable('No-op re-run and first build, whole processes', [await benchNoopProcess({ pairs }), await benchColdProcess({ pairs })]);
   } catch (error) {
     console.error(`Benchmark failed: ${error.message}`);
     process.exitCode = 1;

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { measurePairs, option, processTable, readTestEnv, root, timed } from './lib/process.js';
 import { benchStartup } from './startup.js';
-import { benchNoopProcess, twoImages } from './noop-process.js';
+import { benchColdProcess, benchNoopProcess, twoImages } from './noop-process.js';
 import { ansiblePython, playbookCommand, playbookPath, recap } from '../test/helpers/ansible.js';
 
 const quick = process.argv.includes('--quick');
@@ -119,7 +119,14 @@ async function benchPlaybook() {
   };
   const first = await oursRun();
   log(`  first playbook run (builds and pushes both): ${first.wall.toFixed(0)} ms; first community.docker run: ${(await communityRun()).wall.toFixed(0)} ms`);
-  return measurePairs({ figure: 'playbook no-op, 2 images (ansible-playbook)', baselineName: 'community.docker playbook', goal: NOOP_GOAL, goalOn: ['wall'], pairs, ours: oursRun, baseline: communityRun, check, log });
+  const row = await measurePairs({ figure: 'playbook no-op, 2 images (ansible-playbook)', baselineName: 'community.docker playbook', goal: NOOP_GOAL, goalOn: ['wall'], pairs, ours: oursRun, baseline: communityRun, check, log });
+  // The floor: ansible-playbook itself, one debug task and no module. No playbook's ratio goes below it.
+  const floorFile = path.join(playbook.dir, 'floor.yaml');
+  writeFileSync(floorFile, '- hosts: localhost\n  gather_facts: false\n  tasks:\n    - ansible.builtin.debug:\n        msg: nothing\n');
+  const floor = playbookCommand({ playbook: floorFile, extraVars: {} });
+  temp.push(floor.dir);
+  const floorRow = await measurePairs({ figure: 'floor: ansible-playbook, one debug task', baselineName: 'community.docker playbook', pairs, ours: () => timed(floor.cmd, floor.args, { env: floor.env }), baseline: communityRun, log });
+  return [row, floorRow];
 }
 
 async function cleanup() {
@@ -143,8 +150,10 @@ try {
   if (only.includes('cli')) {
     log('\nCLI no-op: node bin/pipeline.js on two unchanged images vs docker build + docker push of both (warm cache)');
     rows.push(await benchNoopProcess({ pairs, log }));
+    log('\nCLI first build: node bin/pipeline.js on two new images vs docker build + docker push of both (fresh content each pair)');
+    rows.push(await benchColdProcess({ pairs, log }));
   }
-  if (only.includes('playbook')) rows.push(await benchPlaybook());
+  if (only.includes('playbook')) rows.push(...[await benchPlaybook()].flat());
   if (rows.some((r) => !r.note)) processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
   for (const r of rows.filter((r) => r.note)) log(`${r.figure}: ${r.note}`);
   log(`\ntotal ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -4,6 +4,7 @@
 // (keeping its extension) and runs it there, so it must not import anything relative to itself.
 // CommonJS, because there is no package.json beside it there: Node would parse an ES module
 // bundle twice (first as CommonJS, to detect its syntax), about 50 ms of every module's start-up.
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, mkdir, chmod, rm, writeFile } from 'node:fs/promises';
 import zlib, { brotliCompressSync } from 'node:zlib';
 import path from 'node:path';
@@ -40,11 +41,43 @@ const common = {
 };
 
 /**
- * The module in two parts. The front is what every run needs: the runner, argument reading and
- * the validators. The command itself (the engine, SSH, HTTP and Kubernetes stacks, 2.5 MB) rides
- * along brotli-compressed and is compiled only when the validated options reach it: a module
- * that fails its options parses 2.5 MB less (about half of its start-up). The command part gets
- * the front's own instances of the modules both use (one ValidationError class, one schema set).
+ * Packages a run loads only for some work, each group bundled apart and evaluated on its first
+ * require: dockerode (with docker-modem, ssh2, gRPC) for a build or push, the Kubernetes client and
+ * models for a cluster run. A no-op run compiles none of them (they are 80% of the command's code).
+ */
+const LAZY_GROUPS = [
+  { name: 'engine', packages: /^dockerode$/ },
+  { name: 'cluster', packages: /^(@kubernetes\/client-node|kubernetes-models|@kubernetes-models\/[^/]+)(\/.*)?$/ },
+];
+const groupOf = (specifier) => LAZY_GROUPS.find((g) => g.packages.test(specifier));
+
+/**
+ * The names `code` (tsc's output) imports from `specifier`: a Set, or '*' for a namespace, a
+ * default import or anything this does not read.
+ */
+function importedNames(code, specifier) {
+  const quoted = specifier.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const named = new RegExp(`import\\s*\\{([^}]*)\\}\\s*from\\s*['"]${quoted}['"]`, 'g');
+  const any = new RegExp(`(?:import|export)[^;'"]*from\\s*['"]${quoted}['"]`, 'g');
+  const names = new Set();
+  let count = 0;
+  for (const match of code.matchAll(named)) {
+    count++;
+    for (const part of match[1].split(',').map((p) => p.trim()).filter(Boolean)) names.add(part.split(/\s+as\s+/)[0]);
+  }
+  return count > 0 && count === [...code.matchAll(any)].length ? names : '*';
+}
+
+/** Code as a brotli-compressed base64 string literal (its bytes are only parsed when needed). */
+const packed = (code) => JSON.stringify(brotliCompressSync(code, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'));
+
+/**
+ * The module in parts. The front is what every run needs: the runner, argument reading and the
+ * validators. The command itself (the engine, SSH, HTTP and Kubernetes stacks) rides along
+ * brotli-compressed and is compiled only when the validated options reach it: a module that fails
+ * its options parses none of it. The command part gets the front's own instances of the modules
+ * both use (one ValidationError class, one schema set); the lazy groups above are parts of their
+ * own, compiled when the command first requires one of their packages.
  */
 async function bundle(entry, commandFile) {
   const commandPath = path.join(root, 'dist', 'lib', 'adapters', 'commands', commandFile);
@@ -68,6 +101,8 @@ async function bundle(entry, commandFile) {
     });
   const probe = await front('module.exports = {};');
   const shared = Object.keys(probe.metafile.inputs).filter((input) => input.startsWith('dist/lib/'));
+  // Package specifiers of the lazy groups that the command requires, per group.
+  const lazy = new Map();
   const back = await build({
     ...common,
     entryPoints: [commandPath],
@@ -83,17 +118,70 @@ async function bundle(entry, commandFile) {
           });
         },
       },
+      {
+        name: 'lazy-groups',
+        setup(b) {
+          b.onResolve({ filter: /^[@a-z]/ }, (args) => {
+            // Only the command's own imports: a package inside a group keeps its dependencies.
+            if (args.namespace !== 'lazy-shim' && !args.importer.startsWith(path.join(root, 'dist'))) return undefined;
+            const group = groupOf(args.path);
+            if (!group) return undefined;
+            // esbuild keeps an external import() as it is, which code run by new Function cannot
+            // resolve: it goes through a bundled shim that re-exports the package instead.
+            if (args.kind === 'dynamic-import') return { path: args.path, namespace: 'lazy-shim' };
+            if (!lazy.has(group.name)) lazy.set(group.name, new Map());
+            const names = lazy.get(group.name);
+            const wanted = args.namespace === 'lazy-shim' ? '*' : importedNames(readFileSync(args.importer, 'utf8'), args.path);
+            const known = names.get(args.path);
+            names.set(args.path, wanted === '*' || known === '*' ? '*' : new Set([...(known ?? []), ...wanted]));
+            return { path: args.path, external: true };
+          });
+          // An ES module outside any package.json: esbuild's interop takes the group's default
+          // export as the default, as Node's import() of the package would.
+          b.onLoad({ filter: /.*/, namespace: 'lazy-shim' }, (args) => ({ contents: `export * from ${JSON.stringify(args.path)};\nexport { default } from ${JSON.stringify(args.path)};`, resolveDir: root, loader: 'js' }));
+        },
+      },
     ],
   });
-  const code = brotliCompressSync(back.outputFiles[0].contents, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64');
+  const groups = [];
+  for (const [name, specifiers] of lazy) {
+    const ids = [...specifiers.keys()].sort();
+    // Only the names the command imports (esbuild then leaves the rest of the package out), or the
+    // whole namespace when it takes that.
+    const imports = ids.map((id, i) => {
+      const names = specifiers.get(id);
+      if (names === '*') return { line: `import * as m${i} from ${JSON.stringify(id)};`, value: `m${i}` };
+      const list = [...names].sort();
+      return { line: `import { ${list.map((n) => `${n} as m${i}_${n}`).join(', ')} } from ${JSON.stringify(id)};`, value: `{ ${list.map((n) => `${n}: m${i}_${n}`).join(', ')} }` };
+    });
+    const part = await build({
+      ...common,
+      // ES imports (some of these packages export only to import); each namespace marked as an ES
+      // module, so that the command's own interop takes its default export as it would in Node.
+      stdin: {
+        contents: [
+          ...imports.map((i) => i.line),
+          "const esm = (ns) => Object.defineProperty({ ...ns }, '__esModule', { value: true });",
+          `export const modules = { ${ids.map((id, i) => `${JSON.stringify(id)}: esm(${imports[i].value})`).join(', ')} };`,
+        ].join('\n'),
+        resolveDir: root,
+        loader: 'js',
+      },
+      write: false,
+      outfile: `${name}.cjs`,
+    });
+    groups.push({ name, ids, code: part.outputFiles[0].contents });
+  }
   const loader = [
     `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,
-    "const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : require(id)), { resolve: require.resolve, cache: require.cache });",
-    `const code = require('node:zlib').brotliDecompressSync(Buffer.from('${code}', 'base64')).toString('utf8');`,
-    'const part = { exports: {} };',
+    `const lazy = { ${groups.flatMap((g) => g.ids.map((id) => `${JSON.stringify(id)}: ${JSON.stringify(g.name)}`)).join(', ')} };`,
+    `const parts = { ${groups.map((g) => `${JSON.stringify(g.name)}: ${packed(g.code)}`).join(', ')} };`,
+    'const groups = {};',
+    "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };",
+    'const fromGroup = (id) => (groups[lazy[id]] ??= run(parts[lazy[id]]).modules)[id];',
+    'const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : Object.hasOwn(lazy, id) ? fromGroup(id) : require(id)), { resolve: require.resolve, cache: require.cache });',
     '// Our own code, bundled at build time.',
-    "new Function('require', 'module', 'exports', '__filename', '__dirname', code)(need, part, part.exports, __filename, __dirname);",
-    'module.exports = part.exports;',
+    `module.exports = run(${packed(back.outputFiles[0].contents)});`,
   ].join('\n');
   const done = await front(loader);
   return done.outputFiles[0].contents;

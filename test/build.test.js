@@ -92,6 +92,7 @@ t.test('multi-stage fixture: build args, labels, OCI labels with git revision, e
   t.equal(result.steps, steps.length);
   const lines = instructions(path.join(dir, 'Dockerfile'));
   t.same(steps.slice(0, lines.length).map((s) => s.instruction), lines, 'step instructions are the Dockerfile lines');
+  t.equal(steps.length - lines.length, 1, 'one more step, and it sets all the labels (dockerd makes one step per request label)');
   t.ok(steps.slice(lines.length).every((s) => s.instruction.startsWith('LABEL ')), 'remaining steps set the labels');
   const imageEvents = events.filter((e) => e.type === 'build-image');
   t.same(imageEvents, [{ type: 'build-image', imageId: result.imageId }], 'one build-image event with the final id');
@@ -143,6 +144,28 @@ t.test('ociLabels false adds none; SOURCE_DATE_EPOCH makes rebuilds identical; n
   const fresh = await buildImage({ context: dir, tags: [tag('fresh')], noCache: true, engine });
   t.notOk(fresh.logTail.some((l) => l.includes('Using cache')), 'noCache: no cached step');
   t.not(fresh.imageId, first.imageId);
+});
+
+t.test('dockerd: the labels in one LABEL step on a Dockerfile COPY . never sees; a quote in a value keeps the request labels', async (t) => {
+  const dockerfile = `${FROM}\nCOPY . /ctx\nRUN find /ctx | sort > /list\n`;
+  const context = writeTree(tempDir(t), { Dockerfile: dockerfile, 'a.txt': 'a\n' });
+  const steps = [];
+  const onEvent = (e) => e.type === 'build-step' && steps.push(e.instruction);
+  const one = tag('one-label-step');
+  const result = await buildImage({ context, tags: [one], labels: { 'com.example.a': 'x y', 'com.example.b': '$HOME' }, engine }, { onEvent });
+  t.same(steps.filter((s) => s.startsWith('LABEL ')).length, 1, `one LABEL step: ${steps.join(' | ')}`);
+  t.equal(await readFromImage(one, '/list'), '/ctx\n/ctx/Dockerfile\n/ctx/a.txt\n', 'COPY . sees the context files only');
+  t.equal(await readFromImage(one, '/ctx/Dockerfile'), dockerfile, 'the Dockerfile in the image is the one in the context, unchanged');
+  const labels = (await inspectImage(docker, one)).Config.Labels;
+  t.equal(labels['com.example.a'], 'x y');
+  t.equal(labels['com.example.b'], '$HOME', 'no variable expansion in a label value');
+  t.equal(labels['org.opencontainers.image.title'], result.labels['org.opencontainers.image.title']);
+
+  steps.length = 0;
+  const quoted = tag('quoted-label');
+  await buildImage({ context, tags: [quoted], labels: { 'com.example.quote': "it's" }, engine }, { onEvent });
+  t.ok(steps.filter((s) => s.startsWith('LABEL ')).length > 1, `the request's labels, a step each: ${steps.join(' | ')}`);
+  t.equal((await inspectImage(docker, quoted)).Config.Labels['com.example.quote'], "it's", 'the label is on the image all the same');
 });
 
 t.test('Dockerfile outside the context (absolute path) and in a subfolder of it', async (t) => {

@@ -230,6 +230,16 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
  * whole). Owners are zeroed like the Docker CLI does; `mtime` sets every entry's time (the same
  * files then give the same bytes, as a context shipped as an image layer wants).
  */
+/**
+ * The same context with other Dockerfile text: sent under a generated name (listed in the
+ * .dockerignore sent, so COPY never sees it), as for a Dockerfile from outside the context. A
+ * Dockerfile inside the context is still sent as it is, as one of the context's files.
+ */
+export function withDockerfileText(scan: ContextScan, text: Buffer): ContextScan {
+  const dockerfileName = scan.dockerfileOutside ? scan.dockerfileName : `.dockerfile.${createHash('sha256').update(scan.dockerfilePath).digest('hex').slice(0, 20)}`;
+  return { ...scan, dockerfile: text, dockerfileName, dockerfileOutside: true };
+}
+
 export function packContext(scan: ContextScan, options: { mtime?: Date } = {}): Readable {
   // Like the Docker CLI: a Dockerfile from outside the context goes in under a generated name and
   // the .dockerignore sent lists that name, so the engine drops it before COPY . can see it.
