@@ -265,3 +265,21 @@ t.test('a base image that moved rebuilds the images built on it and their depend
   const again = await runPipeline(pipelineOptions(dir, catalogPath));
   t.same(rebuilt(again), [], 'and a run after that builds nothing');
 });
+
+t.test('an image built on one the run just built: the engine tags its own copy of the base instead of pulling it', async (t) => {
+  const p = uniqueName('idemlocal');
+  const dir = imagesDir(t, p);
+  const catalogPath = path.join(tmp(t, 'tk-cat-'), 'catalog.json');
+  const events = [];
+  const first = await runPipeline(pipelineOptions(dir, catalogPath, { images: [`${p}-base`, `${p}-child`] }), { onEvent: (e) => events.push(e) });
+  t.equal(first.failed, false, JSON.stringify(first.images.map((i) => [i.name, i.error?.message])));
+  const messages = events.filter((e) => e.type === 'info').map((e) => e.message);
+  const base = `${env.registryAnon}/library/${p}-base:latest`;
+  t.ok(messages.some((m) => m.startsWith(`${base}: the engine holds sha256:`) && m.endsWith('tagged it, no pull')), `tagged, not pulled: ${messages.filter((m) => m.includes(base)).join(' | ')}`);
+  t.notOk(messages.some((m) => m.includes(base) && m.includes('pulling it')), 'no pull of the base');
+  // The child really is built on the base of this run.
+  const layers = async (repo, ref) => JSON.parse((await registry.getManifest(repo, ref)).body.toString()).layers.map((l) => l.digest);
+  const baseLayers = await layers(`library/${p}-base`, byName(first).base.digest);
+  const childLayers = await layers(`library/${p}-child`, byName(first).child.digest);
+  t.same(childLayers.slice(0, baseLayers.length), baseLayers, 'the child starts with the base\'s layers');
+});

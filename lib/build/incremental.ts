@@ -235,6 +235,10 @@ export async function refreshBases(engine: Engine, bases: BaseImageDigest[], opt
       repoDigests = [];
     }
     if (repoDigests.some((d) => d.endsWith(`@${base.digest}`))) continue;
+    if (await tagLocalCopy(engine, base)) {
+      emit(controls, { type: 'info', message: `${base.reference}: the engine holds ${base.digest} under another tag; tagged it, no pull` });
+      continue;
+    }
     emit(controls, { type: 'info', message: `${base.reference} ${repoDigests.length ? 'moved in its registry' : 'is not on the engine'} (now ${base.digest}): pulling it before the build` });
     const failure = await pullImage(engine, base.reference, options, controls);
     if (failure) {
@@ -243,6 +247,24 @@ export async function refreshBases(engine: Engine, bases: BaseImageDigest[], opt
         details: { base: base.reference, digest: base.digest },
       });
     }
+  }
+}
+
+/**
+ * The engine may hold the registry's image under another name: an image of the set it just built
+ * and pushed by its in- tag, whose other tags were set registry-side. Tag that copy (found by
+ * repository@digest, which the engine knows from the push) instead of pulling it.
+ */
+async function tagLocalCopy(engine: Engine, base: BaseImageDigest): Promise<boolean> {
+  const ref = withDefaultTag(parseReference(base.reference));
+  if (ref.digest) return false;
+  try {
+    const image = (await engine.client()).getImage(formatReference({ ...ref, tag: undefined, digest: base.digest }));
+    await image.inspect();
+    await image.tag({ repo: formatReference({ ...ref, tag: undefined }), tag: ref.tag });
+    return true;
+  } catch {
+    return false;
   }
 }
 
