@@ -8,8 +8,7 @@
  * The short calls every run makes (/version) go over node:http instead, except for ssh engines.
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
@@ -118,7 +117,10 @@ export async function engineGet<T>(engine: Engine, apiPath: '/version' | '/info'
     ...(tls ? { ca: c.ca, cert: c.cert, key: c.key } : {}),
   } as https.RequestOptions;
   return new Promise<T>((resolve, reject) => {
-    const request = (tls ? https : http).request(options, (response) => {
+    // Loaded when first needed, not imported: an ES import of node:http evaluates its lazy
+    // exports (undici's WebSocket among them), tens of milliseconds of every process.
+    const transport = tls ? process.getBuiltinModule('node:https') : process.getBuiltinModule('node:http');
+    const request = transport.request(options, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('error', reject);
