@@ -192,8 +192,11 @@ for (const { file, module, command } of entries) {
   // The ES module bundle of earlier versions: Ansible would find two files for one module name.
   await rm(path.join(outDir, `${module}.js`), { force: true });
   const text = Buffer.from(await bundle(path.join(root, 'bin', file), command)).toString('utf8');
-  // WANT_JSON tells Ansible to pass the arguments as a JSON file (after the #! line).
-  await writeFile(outfile, text.replace(/^(#![^\n]*\n)?/, (shebang) => `${shebang}// WANT_JSON\n`));
+  // WANT_JSON tells Ansible to pass the arguments as a JSON file (after the #! line). The
+  // interpreter is named directly: Ansible replaces the #! line's program by the host's
+  // ansible_<name>_interpreter, and for "/usr/bin/env node" that would be ansible_env_interpreter
+  // with "node" kept as an argument, which no setting can fix.
+  await writeFile(outfile, text.replace(/^(#![^\n]*\n)?/, () => '#!/usr/bin/node\n// WANT_JSON\n'));
   await chmod(outfile, 0o755);
 }
 console.error(`bundled ${entries.length} Ansible modules into ${path.relative(root, outDir)}/`);

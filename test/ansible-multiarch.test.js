@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { testEnv, uniqueName, repoRoot } from './helpers/env.js';
-import { runPlaybook, recap } from './helpers/ansible.js';
+import { hostVars, runPlaybook, recap } from './helpers/ansible.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 import { connectEngine } from '../dist/lib/engine/engine.js';
 import { pullImage } from '../dist/lib/engine/pool.js';
@@ -22,7 +22,6 @@ const playbook = path.join(repoRoot, 'ansible', '20_build_multiarch.yaml');
 const registry = new RegistryClient({ registry: env.registryAnon });
 const dockerConfig = mkdtempSync(path.join(os.tmpdir(), 'tk-docker-config-'));
 const docker = (...args) => run(env.dockerCli ?? 'docker', ['--config', dockerConfig, ...args], { env: { ...process.env, DOCKER_HOST: env.dockerHost }, timeout: 120_000 });
-const python = process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3';
 
 /** library/busybox-multi:1.35: the index of busybox amd64 + arm64 (a multi-platform base). */
 async function multiPlatformBase() {
@@ -53,8 +52,8 @@ function imagesDir(prefix) {
 function inventory({ amd64Engine = env.podmanHost, arm64Engine = env.dockerHost, arm64Platform = 'linux/arm64' } = {}) {
   return [
     '[builders]',
-    `builder-amd64 ansible_connection=local ansible_python_interpreter=${python} build_platform=linux/amd64 engine_host=${amd64Engine}`,
-    `builder-arm64 ansible_connection=local ansible_python_interpreter=${python} build_platform=${arm64Platform} engine_host=${arm64Engine}`,
+    `builder-amd64 ${hostVars()} build_platform=linux/amd64 engine_host=${amd64Engine}`,
+    `builder-arm64 ${hostVars()} build_platform=${arm64Platform} engine_host=${arm64Engine}`,
     '',
   ].join('\n');
 }

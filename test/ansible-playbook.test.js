@@ -1,11 +1,11 @@
 // ansible/10_build_jupyter_images.yaml run by the real ansible-playbook against the real engine
 // and password-protected registry, with a thinkube-control stand-in that follows the contract.
 import t from 'tap';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { testEnv, uniqueName } from './helpers/env.js';
-import { runPlaybook, recap } from './helpers/ansible.js';
+import { hostVars, runPlaybook, recap } from './helpers/ansible.js';
 import { startControlStandin } from './helpers/control-standin.js';
 import { RegistryClient } from '../dist/lib/registry/client.js';
 
@@ -102,6 +102,41 @@ t.test('a failing build fails the play with the step, skips its dependant, build
   t.equal(await registry.headManifest(`library/${prefix}-child`, 'latest'), undefined, 'dependant not pushed');
   t.ok(control.images.has(`${prefix}-solo`), 'an unrelated image is still built and registered');
   t.notOk(run.output.includes(env.registryPassword), 'password not in the failure output');
+});
+
+t.test('a base image missing from the registry stops the play before any build (the preflight of the one module call)', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const prefix = uniqueName('pbpre');
+  const dir = imagesDir(prefix);
+  const missing = `library/${prefix}-nowhere:1`;
+  writeFileSync(path.join(dir, 'bases.yaml'), `bases:\n  - library/busybox:1.35\n  - ${missing}\n`);
+  writeFileSync(path.join(dir, `${prefix}-solo`, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${missing}\n`);
+  const run = await runPlaybook({ extraVars: baseVars(control, dir) });
+  t.not(run.code, 0, 'the play fails');
+  t.match(run.output, /Preflight of .* failed/, 'with the preflight report');
+  t.match(run.output, new RegExp(`base-images: .*${missing.replace(/[.]/g, '\\.')}`), 'naming the missing base');
+  t.match(run.output, /TASK \[Check Node\.js on the host that runs the modules\] \*+\s+skipping: \[localhost\]/, 'the module answered: the Node.js check is skipped');
+  t.notMatch(run.output, /TASK \[Require Node\.js 22 or later\]/);
+  for (const name of ['base', 'child', 'solo']) {
+    t.equal(await registry.headManifest(`library/${prefix}-${name}`, 'latest'), undefined, `${name}: nothing built or pushed`);
+  }
+  t.equal(control.images.size, 0, 'nothing registered');
+});
+
+t.test('an old Node.js on the host that runs the modules: the play says so in words, not as a MODULE FAILURE', async (t) => {
+  const control = await startControlStandin();
+  t.teardown(() => control.close());
+  const dir = imagesDir(uniqueName('pbnode'));
+  const fake = path.join(mkdtempSync(path.join(os.tmpdir(), 'tk-node-')), 'node');
+  writeFileSync(fake, '#!/bin/sh\nif [ "$1" = --version ]; then echo v18.19.0; exit 0; fi\necho "SyntaxError: Unexpected token ?" >&2\nexit 1\n');
+  chmodSync(fake, 0o755);
+  const run = await runPlaybook({
+    extraVars: baseVars(control, dir),
+    inventory: `localhost ${hostVars()} ansible_node_interpreter=${fake}\n`,
+  });
+  t.not(run.code, 0, 'the play fails');
+  t.match(run.output, /The modules need Node\.js 22 or later on localhost; it has v18\.19\.0/, 'the version check says what to do');
 });
 
 t.test('ansible-doc shows every module', async (t) => {

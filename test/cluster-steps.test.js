@@ -16,7 +16,7 @@ import { contextImageFor, pushContextImage } from '../dist/lib/build/argo/contex
 import { workflowProblems } from '../dist/lib/build/argo/validate.js';
 import { repoRoot, testEnv, uniqueName } from './helpers/env.js';
 import { runDag, runStep } from './helpers/step-runner.js';
-import { recap, runPlaybook } from './helpers/ansible.js';
+import { hostVars, recap, runPlaybook } from './helpers/ansible.js';
 
 t.setTimeout(20 * 60_000);
 
@@ -217,11 +217,10 @@ t.test('the playbook with build_executor=kubernetes: check mode renders the Work
 t.test('playbook 20 with build_executor=kubernetes: one builder host, build_platforms for the play; check mode renders a task per platform and the index', async (t) => {
   const dir = imagesDir(t);
   writeFileSync(path.join(dir, 'multi', 'data.txt'), `playbook 20 ${Date.now()}\n`); // something to build
-  const python = process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3';
   const run = await runPlaybook({
     playbook: path.join(repoRoot, 'ansible', '20_build_multiarch.yaml'),
     // No build_platform on the host: the cluster builds every platform of build_platforms.
-    inventory: `[builders]\nrunner ansible_connection=local ansible_python_interpreter=${python}\n`,
+    inventory: `[builders]\nrunner ${hostVars()}\n`,
     extraVars: {
       harbor_registry: env.registryAuth,
       harbor_username: env.registryUser,

@@ -367,3 +367,40 @@ t.test('Ansible module arguments: robot name, check mode, no secret in the resul
   t.notMatch(stdout, ROBOT.password);
   t.equal(s.requests.find((r) => r.rawPath === '/api/v2.0/users/current/permissions')?.user, 'robot$thinkube');
 });
+
+t.test('pipeline option preflight: the checks run first; a failed one stops the run before anything is planned or built', async (t) => {
+  const { runPipeline } = await import('../dist/lib/pipeline/pipeline.js');
+  const dir = mkdtempSync(path.join(tmp, 'pipeline-preflight-'));
+  writeFileSync(path.join(dir, 'bases.yaml'), 'bases:\n  - library/busybox:1.35\n  - library/missing-base:1\n');
+  const image = (name, from) => {
+    mkdirSync(path.join(dir, name));
+    writeFileSync(path.join(dir, name, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/${from}\nRUN echo ${name} > /name\n`);
+    writeFileSync(path.join(dir, name, 'image.yaml'), `name: ${name}\ndisplay_name: ${name}\ndescription: Fixture ${name}\ncategory: jupyter\nmetadata:\n  default: ${name === 'pf-ok'}\n`);
+  };
+  image('pf-ok', 'library/busybox:1.35');
+  image('pf-missing', 'library/missing-base:1');
+  const options = (over) => ({ imagesDir: dir, registry: env.registryAnon, project: `pf${process.pid}`, engine: { host: env.dockerHost }, registration: { target: 'catalog', catalogPath: path.join(dir, 'catalog.json') }, preflight: true, ...over });
+
+  const error = await runPipeline(options()).then(() => undefined, (e) => e);
+  t.equal(error?.code, 'ERR_PREFLIGHT', String(error?.message));
+  t.match(error.message, /base-images: .*library\/missing-base:1/, 'names the missing base');
+  t.same(error.details.checks.map((c) => c.name), ['base-images'], 'the failed checks');
+  const registry = new (await import('../dist/lib/registry/client.js')).RegistryClient({ registry: env.registryAnon });
+  t.equal(await registry.headManifest(`pf${process.pid}/pf-ok`, 'latest'), undefined, 'pf-ok, whose base is there, was not built either');
+
+  // Selecting the image whose base is there: the checks pass and are in the result.
+  const ok = await runPipeline(options({ images: ['pf-ok'] }), { checkMode: true });
+  t.equal(ok.failed, false);
+  t.same(ok.preflight.checks.filter((c) => c.status === 'failed'), []);
+  t.ok(ok.preflight.checks.some((c) => c.name === 'engine' && c.status === 'ok'), 'the engine was checked');
+  t.ok(ok.preflight.checks.some((c) => c.name === 'base-images' && c.status === 'ok'), 'and the base images');
+
+  // A pool of engines: the run checks each engine itself; the preflight leaves them out.
+  const pool = await runPipeline(options({ images: ['pf-ok'], engine: undefined, engines: [{ name: 'local', host: env.dockerHost }] }), { checkMode: true });
+  t.notOk(pool.preflight.checks.some((c) => c.name === 'engine' || c.name === 'disk'), pool.preflight.checks.map((c) => c.name).join(', '));
+
+  // Without the option there is no preflight: the same set runs and fails only the image on the missing base.
+  const off = await runPipeline(options({ preflight: false }));
+  t.equal(off.preflight, undefined);
+  t.same(off.images.filter((i) => i.status === 'failed').map((i) => i.name), ['pf-missing'], JSON.stringify(off.images.map((i) => [i.name, i.status, i.reason])));
+});

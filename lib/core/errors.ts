@@ -34,7 +34,8 @@ export type ErrorCode =
   | 'ERR_KUBE'
   | 'ERR_MANIFEST_INVALID'
   | 'ERR_REGISTRATION_NOT_VISIBLE'
-  | 'ERR_WORKFLOW';
+  | 'ERR_WORKFLOW'
+  | 'ERR_PREFLIGHT';
 
 export interface ErrorDetails {
   [key: string]: unknown;

@@ -24,6 +24,8 @@ import { runGraph, type GraphTask } from './graph.js';
 import { checkClusterOptions, kubernetesSettings, renderRunWorkflow, type ClusterWorkflowResult } from './cluster.js';
 import { ImageRun, type ImageJob, type PipelineImageResult, type RunContext } from './image.js';
 import type { PipelineOptions } from '../options/generated/types.js';
+import type { PreflightResult } from './preflight.js';
+import type { Naming } from '../options/naming-types.js';
 
 export type { PipelineOptions };
 export type { PipelineImageResult, ImageStatus, PlatformResult, ImageScanResult, ImageRegistration } from './image.js';
@@ -39,11 +41,15 @@ export interface PipelineResult {
   engines: EngineStats[];
   /** executor kubernetes: the Workflow of the run's builds. */
   workflow?: ClusterWorkflowResult;
+  /** Option preflight: the checks that ran before the run (all passed, or the run threw ERR_PREFLIGHT). */
+  preflight?: PreflightResult;
 }
 
 export interface PipelineControls extends OperationControls {
   /** Ansible check mode: plan only, change nothing, predict `changed`. */
   checkMode?: boolean;
+  /** How option names are spelled in hints (the preflight's). Default camel. */
+  naming?: Naming;
 }
 
 export async function runPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
@@ -93,6 +99,35 @@ export function gateOnChecks(catalog: Catalog, problems: LintProblem[], selected
   return stopped;
 }
 
+/**
+ * Option preflight: the preflight's checks of the selected images, before anything is planned.
+ * Throws ERR_PREFLIGHT with its report when a check failed. Loaded only when asked for.
+ */
+async function preflightOf(options: PipelineOptions, images: string[], controls: PipelineControls): Promise<PreflightResult> {
+  const { PREFLIGHT_CHECKS, runValidatedPreflight, summarizePreflight } = await import('./preflight.js');
+  // One engine to check: a pool's engines and a cluster are checked by the run itself.
+  const oneEngine = options.executor !== 'kubernetes' && !options.engines;
+  const result = await runValidatedPreflight(
+    {
+      registry: options.registry,
+      project: options.project,
+      auth: options.auth,
+      registryTls: options.registryTls,
+      imagesDir: options.imagesDir,
+      images,
+      ...(oneEngine ? { engine: options.engine } : { only: PREFLIGHT_CHECKS.filter((c) => c !== 'engine' && c !== 'disk') }),
+    },
+    { ...controls, checkMode: controls.checkMode === true },
+  );
+  if (!result.ok) {
+    throw new ThinkubeImageError('ERR_PREFLIGHT', summarizePreflight(result), {
+      hint: 'Fix what the failed checks name (each says what to do), then run again; nothing was built',
+      details: { checks: result.checks.filter((c) => c.status === 'failed') },
+    });
+  }
+  return result;
+}
+
 /** The pipeline for options already validated (the command layer validates with its own naming). */
 export async function runValidatedPipeline(options: PipelineOptions, controls: PipelineControls = {}): Promise<PipelineResult> {
   const started = Date.now();
@@ -104,6 +139,8 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const { catalog } = lint;
   const selected = options.images ?? catalog.images.map((i) => i.name);
   checkImageNames(catalog, selected, 'images');
+
+  const preflight = options.preflight ? await preflightOf(options, selected, controls) : undefined;
 
   const stopped = gateOnChecks(catalog, lint.problems, selected);
   const plan = order(catalog, selected.filter((n) => !stopped.has(n)));
@@ -198,6 +235,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
     warnings: ctx.warnings,
     engines: executor.stats(),
     ...(workflow ? { workflow } : {}),
+    ...(preflight ? { preflight } : {}),
   };
 }
 

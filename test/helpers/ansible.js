@@ -9,6 +9,8 @@ import { repoRoot } from './env.js';
 export const playbookPath = path.join(repoRoot, 'ansible', '10_build_jupyter_images.yaml');
 /** The Python that runs the modules (inventory's ansible_python_interpreter). */
 export const ansiblePython = process.env.ANSIBLE_PYTHON ?? '/usr/bin/python3';
+/** Inventory variables of a host that runs the modules: its Python, and this Node (the modules' #! names /usr/bin/node). */
+export const hostVars = (python = ansiblePython) => `ansible_connection=local ansible_python_interpreter=${python} ansible_node_interpreter=${process.execPath}`;
 
 /**
  * The ansible-playbook command line of a run (vars and inventory files in a new temporary folder),
@@ -19,7 +21,7 @@ export function playbookCommand({ extraVars = {}, args = [], playbook = playbook
   const varsFile = path.join(dir, 'vars.json');
   writeFileSync(varsFile, JSON.stringify({ target_hosts: 'all', ...extraVars }), { mode: 0o600 });
   const inventoryFile = path.join(dir, 'inventory.ini');
-  writeFileSync(inventoryFile, inventory ?? `localhost ansible_connection=local ansible_python_interpreter=${ansiblePython}\n`);
+  writeFileSync(inventoryFile, inventory ?? `localhost ${hostVars()}\n`);
   return {
     cmd: 'ansible-playbook',
     args: ['-i', inventoryFile, '-e', `@${varsFile}`, ...args, playbook],

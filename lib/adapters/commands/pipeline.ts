@@ -13,7 +13,8 @@ export function summaryLine(image: PipelineImageResult): string {
 
 export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
   const options = valid as unknown as PipelineOptions;
-  const result = await runValidatedPipeline(options, { ...context.controls, checkMode: context.checkMode });
+  const result = await runValidatedPipeline(options, { ...context.controls, checkMode: context.checkMode, naming: context.naming });
+  for (const check of result.preflight?.checks ?? []) if (check.status === 'warning') context.warn(`preflight ${check.name}: ${check.message}`);
   for (const warning of result.warnings) context.warn(warning);
   const count = (status: string): number => result.images.filter((i) => i.status === status).length;
   const failedNames = result.images.filter((i) => i.status === 'failed').map((i) => i.name);
@@ -38,6 +39,8 @@ export async function run(valid: Record<string, unknown>, context: CommandContex
     order: result.order,
     // executor kubernetes: the Workflow (check mode: rendered, not submitted; a run: its name, phase, stopped).
     ...(result.workflow ? { workflow: result.workflow } : {}),
+    // Option preflight: the checks that passed before the run (a failed one fails the run instead).
+    ...(result.preflight ? { preflight: { registryKind: result.preflight.registryKind, identity: result.preflight.identity, checks: result.preflight.checks } } : {}),
     duration: result.durationMs / 1000,
   };
 }

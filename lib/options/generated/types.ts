@@ -846,6 +846,10 @@ export interface PipelineOptions {
   registryTls?: RegistryTls;
   scan?: ScanGateSettings;
   /**
+   * Run the preflight checks first (what runPreflight checks: the engine answers and has free disk, the registry answers and takes the credentials, Harbor is healthy, says whose they are and has the project, every base image of the selected images is in the registry). A failed check fails the whole run with the preflight's report before anything is planned or built (ERR_PREFLIGHT). With engines (a pool) or executor kubernetes the engine and disk checks are left out: the run checks every engine itself. The checks are in the result's preflight.
+   */
+  preflight?: boolean;
+  /**
    * Input tags (in-<digest>: one per content change of an image) kept per repository: after each publish the newest (by the image's creation time) are kept, counting the ones this run uses, and older ones are removed with their images, unless another tag or an image index still names the image. 0 keeps every input tag.
    */
   keepInputTags?: number;
