@@ -84,9 +84,9 @@ export interface TlsOptions {
   caFile?: string | undefined;
 }
 
-/** got's `https` options for these TLS options; a caFile is read now (ERR_INVALID_OPTIONS naming it). */
-export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthorized: boolean; certificateAuthority?: string[] } {
-  const out: { rejectUnauthorized: boolean; certificateAuthority?: string[] } = { rejectUnauthorized: tls.validateCerts };
+/** node:https request options for these TLS options; a caFile is read now (ERR_INVALID_OPTIONS naming it). */
+export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthorized: boolean; ca?: string[] } {
+  const out: { rejectUnauthorized: boolean; ca?: string[] } = { rejectUnauthorized: tls.validateCerts };
   if (tls.caFile === undefined) return out;
   const file = tls.caFile;
   let pem: string;
@@ -105,6 +105,6 @@ export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthor
     });
   }
   // Node replaces its trust store when `ca` is set: keep the public roots and add the given CAs.
-  out.certificateAuthority = [...rootCertificates, pem];
+  out.ca = [...rootCertificates, pem];
   return out;
 }
