@@ -5,7 +5,6 @@
  * are TLS failures.
  */
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 import { ThinkubeImageError } from '../core/errors.js';
 
 const IPV4_LOOPBACK = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -105,6 +104,7 @@ export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthor
     });
   }
   // Node replaces its trust store when `ca` is set: keep the public roots and add the given CAs.
-  out.ca = [...rootCertificates, pem];
+  // (node:tls read here, not imported: only a caFile needs it before a request does.)
+  out.ca = [...process.getBuiltinModule('node:tls').rootCertificates, pem];
   return out;
 }

@@ -8,10 +8,15 @@
  * Node's global agents (keepAlive by default since Node 19). Every failure is a plain Error with
  * a code: nothing in it refers to the request's headers.
  */
-import http from 'node:http';
-import https from 'node:https';
-import zlib from 'node:zlib';
+import type * as http from 'node:http';
+import type * as https from 'node:https';
 import { promisify } from 'node:util';
+
+// Node's modules through process.getBuiltinModule when first used, not `import`: an ES import of
+// node:http reads every export, and Node 24's http exports WebSocket and co. as getters that load
+// undici (~80 ms); https (TLS, crypto) and zlib load only for a request that needs them.
+const httpModule = (secure: boolean): typeof http | typeof https => process.getBuiltinModule(secure ? 'node:https' : 'node:http');
+const zlib = (): typeof import('node:zlib') => process.getBuiltinModule('node:zlib');
 
 export interface TransportRequest {
   method: string;
@@ -43,14 +48,13 @@ export const MAX_REDIRECTS = 10;
 const REDIRECT_CODES = new Set([300, 301, 302, 303, 304, 307, 308]);
 
 type Decoder = (data: Buffer) => Promise<Buffer>;
-const zstdDecompress = (zlib as { zstdDecompress?: typeof zlib.brotliDecompress }).zstdDecompress;
-/** The content-encodings decoded, as got (decompress-response) did; zstd where this Node has it. */
+/** The content-encodings decoded, as got (decompress-response) did; zstd where this Node has it (22.15+). */
 const DECODERS: Record<string, Decoder> = {
-  gzip: promisify(zlib.unzip),
+  gzip: (data) => promisify(zlib().unzip)(data),
   // A zlib-wrapped deflate stream, or (what some servers send) a raw one.
-  deflate: (data) => ((data[0]! & 0x08) === 0 ? promisify(zlib.inflateRaw)(data) : promisify(zlib.unzip)(data)),
-  br: promisify(zlib.brotliDecompress),
-  ...(zstdDecompress ? { zstd: promisify(zstdDecompress) } : {}),
+  deflate: (data) => ((data[0]! & 0x08) === 0 ? promisify(zlib().inflateRaw)(data) : promisify(zlib().unzip)(data)),
+  br: (data) => promisify(zlib().brotliDecompress)(data),
+  ...(process.versions.zstd ? { zstd: (data: Buffer) => promisify((zlib() as unknown as { zstdDecompress: typeof import('node:zlib').unzip }).zstdDecompress)(data) } : {}),
 };
 /** The accept-encoding sent when decompressing (got's: what can be decoded). */
 export const ACCEPT_ENCODING = Object.keys(DECODERS).join(', ');
@@ -82,7 +86,7 @@ async function hop(req: TransportRequest, deadline: number): Promise<TransportRe
   return new Promise<TransportResponse>((resolve, reject) => {
     let settled = false;
     let response: http.IncomingMessage | undefined;
-    const request = (secure ? https : http).request(url, options);
+    const request = httpModule(secure).request(url, options);
     const stop = (error: Error): void => {
       if (settled) return;
       settled = true;
