@@ -351,21 +351,29 @@ t.test('redirects: followed only when asked; Authorization and Cookie go to the 
   assertNoSecret(t, loop, 'redirect loop');
 });
 
-t.test('decompress: gzip, deflate and br decoded by default (accept-encoding sent); off: the raw bytes, nothing asked', async (t) => {
+t.test('decompress: gzip, deflate (zlib and raw), br and zstd decoded by default (accept-encoding sent); off: the raw bytes, nothing asked', async (t) => {
   const document = JSON.stringify({ hello: 'world'.repeat(100) });
-  const encoders = { gzip: zlib.gzipSync, deflate: zlib.deflateSync, br: zlib.brotliCompressSync };
+  // path: [content-encoding, encoder]
+  const encoders = {
+    gzip: ['gzip', zlib.gzipSync],
+    deflate: ['deflate', zlib.deflateSync],
+    'deflate-raw': ['deflate', zlib.deflateRawSync],
+    br: ['br', zlib.brotliCompressSync],
+    zstd: ['zstd', zlib.zstdCompressSync],
+  };
   const server = await serve(t, (req, res) => {
-    const encoding = req.url.slice(1);
-    if (encoding === 'head') return res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': '40' }).end();
-    const body = encoders[encoding](document);
+    const name = req.url.slice(1);
+    if (name === 'head') return res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': '40' }).end();
+    const [encoding, encode] = encoders[name];
+    const body = encode(document);
     res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': encoding, 'content-length': String(body.length) });
     res.end(body);
   });
-  for (const encoding of Object.keys(encoders)) {
-    const decoded = await bare().request({ method: 'GET', url: `${server.url}/${encoding}` });
-    t.equal(decoded.text(), document, `${encoding}: decoded`);
-    t.equal(decoded.header('content-encoding'), undefined, `${encoding}: the headers describe the decoded body`);
-    t.match(server.requests.at(-1).headers['accept-encoding'], /gzip, deflate, br/, 'asked for what it can decode');
+  for (const name of Object.keys(encoders)) {
+    const decoded = await bare().request({ method: 'GET', url: `${server.url}/${name}` });
+    t.equal(decoded.text(), document, `${name}: decoded`);
+    t.equal(decoded.header('content-encoding'), undefined, `${name}: the headers describe the decoded body`);
+    t.equal(server.requests.at(-1).headers['accept-encoding'], 'gzip, deflate, br, zstd', 'asked for what it can decode');
   }
   const raw = await bare({ decompress: false }).request({ method: 'GET', url: `${server.url}/gzip` });
   t.ok(raw.body.equals(zlib.gzipSync(document)), 'decompress off: the bytes as sent (what a digest covers)');

@@ -3,10 +3,10 @@
  * dependencies cost ~200 ms of every process start; these modules ~20 ms). What HttpClient needs
  * and nothing more: a time limit on the whole attempt (connect, send, answer, body), cancellation,
  * the answer buffered, gzip/deflate/br/zstd decoded on request, redirects followed on request (the
- * rules got 14 applied: a 303 becomes a GET without body, other codes keep method and body; Authorization and Cookie
- * are dropped when the redirect leaves the origin). Connections are kept alive and reused through
- * Node's global agents (keepAlive by default since Node 19). Every failure is a plain Error with
- * a code: nothing in it refers to the request's headers.
+ * rules got 14 applied: a 303 becomes a GET without body, other codes keep method and body;
+ * Authorization and Cookie are dropped when the redirect leaves the origin). Connections are kept
+ * alive and reused through Node's global agents (keepAlive by default since Node 19). Every
+ * failure is a plain Error with a code: nothing in it refers to the request's headers.
  */
 import type * as http from 'node:http';
 import type * as https from 'node:https';
@@ -51,10 +51,10 @@ type Decoder = (data: Buffer) => Promise<Buffer>;
 /** The content-encodings decoded, as got (decompress-response) did; zstd where this Node has it (22.15+). */
 const DECODERS: Record<string, Decoder> = {
   gzip: (data) => promisify(zlib().unzip)(data),
-  // A zlib-wrapped deflate stream, or (what some servers send) a raw one.
-  deflate: (data) => ((data[0]! & 0x08) === 0 ? promisify(zlib().inflateRaw)(data) : promisify(zlib().unzip)(data)),
+  // A zlib-wrapped deflate stream (RFC 1950 header: method 8, check bits), or (what some servers send) a raw one.
+  deflate: (data) => (data.length >= 2 && (data[0]! & 0x0f) === 8 && ((data[0]! << 8) | data[1]!) % 31 === 0 ? promisify(zlib().unzip)(data) : promisify(zlib().inflateRaw)(data)),
   br: (data) => promisify(zlib().brotliDecompress)(data),
-  ...(process.versions.zstd ? { zstd: (data: Buffer) => promisify((zlib() as unknown as { zstdDecompress: typeof import('node:zlib').unzip }).zstdDecompress)(data) } : {}),
+  ...(process.versions.zstd ? { zstd: (data: Buffer) => promisify(zlib().zstdDecompress)(data) } : {}),
 };
 /** The accept-encoding sent when decompressing (got's: what can be decoded). */
 export const ACCEPT_ENCODING = Object.keys(DECODERS).join(', ');
