@@ -1,8 +1,10 @@
 // The HTTP layer (lib/http) against real servers started here on 127.0.0.1 (node:http, node:https
 // with a certificate made by openssl now): one classification for the registry, Harbor and
 // thinkube-control clients (refused, TLS to a plain server, self-signed with and without caFile,
-// 401, Harbor's full quota), got's retries reported with attempt numbers, the total time budget,
-// cancellation, plain HTTP only to loopback, no cookies, no secret in any error.
+// 401, Harbor's full quota), retries reported with attempt numbers, the total time budget,
+// cancellation, plain HTTP only to loopback, no cookies, no secret in any error; and the transport
+// on node:http (lib/http/transport.ts): redirects (Authorization kept to the same origin only),
+// decompression on and off, the time limit covering the body, registry Link pagination.
 import t from 'tap';
 import http from 'node:http';
 import https from 'node:https';
@@ -10,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { HttpClient, resolveRetry } from '../dist/lib/http/client.js';
+import zlib from 'node:zlib';
+import { HttpClient, resolveRetry, retryAfterMs } from '../dist/lib/http/client.js';
 import { isLoopbackHost, tlsFailure } from '../dist/lib/http/tls.js';
 import { RegistryClient, MEDIA_TYPES } from '../dist/lib/registry/client.js';
 import { HarborClient } from '../dist/lib/harbor/client.js';
@@ -182,7 +185,7 @@ t.test('classification: the same failure gets the same kind of code from all thr
   }
 });
 
-t.test('503 twice, then an answer: got retries, each retry reported before its wait with its attempt number', async (t) => {
+t.test('503 twice, then an answer: retried, each retry reported before its wait with its attempt number', async (t) => {
   for (const [name, c] of Object.entries(CLIENTS)) {
     await t.test(name, async (t) => {
       // The first 503 asks to retry at once (Retry-After: 0), the second leaves the wait to the backoff.
@@ -296,4 +299,140 @@ t.test('plain HTTP only to loopback: a redirect to another host over http is ref
   await harbor.health();
   t.equal(cookies.requests.length, 2);
   t.notOk(cookies.requests[1].headers.cookie, 'no cookie sent back');
+});
+
+/** A bare client of the layer (the registry's codes), for the transport's behaviour. */
+function bare(extra = {}) {
+  return new HttpClient({ service: { name: 'test service', codes: { unreachable: 'ERR_REGISTRY_UNREACHABLE', auth: 'ERR_REGISTRY_AUTH', failed: 'ERR_REGISTRY' } }, timeoutSeconds: 5, validateCerts: true, retry: FAST, ...extra });
+}
+
+t.test('redirects: followed only when asked; Authorization and Cookie go to the same origin only; a 303 becomes a GET', async (t) => {
+  // Another origin: localhost (not 127.0.0.1) on another port, like a storage service for blobs.
+  const storage = await serve(t, (req, res) => json(res, 200, { from: 'storage' }));
+  const registry = await serve(t, (req, res) => {
+    if (req.url === '/same') return res.writeHead(307, { location: '/final' }).end();
+    if (req.url === '/other') return res.writeHead(307, { location: `http://localhost:${storage.port}/blob?sig=x` }).end();
+    if (req.url === '/other-port') return res.writeHead(302, { location: `http://127.0.0.1:${storage.port}/blob` }).end();
+    if (req.url === '/see-other') return res.writeHead(303, { location: '/final' }).end();
+    if (req.url === '/loop') return res.writeHead(302, { location: '/loop' }).end();
+    return json(res, 200, { from: 'registry', url: req.url });
+  });
+  const auth = { authorization: `Bearer ${TOKEN}`, cookie: 'sid=abc' };
+
+  const notFollowed = await bare().request({ method: 'GET', url: `${registry.url}/same`, headers: auth });
+  t.equal(notFollowed.status, 307, 'by default the redirect is the answer');
+  t.equal(notFollowed.header('location'), '/final');
+
+  const client = bare({ followRedirect: true });
+  const same = await client.request({ method: 'GET', url: `${registry.url}/same`, headers: auth });
+  t.strictSame(same.json(), { from: 'registry', url: '/final' });
+  t.equal(registry.requests.at(-1).headers.authorization, `Bearer ${TOKEN}`, 'same origin: Authorization kept');
+
+  const other = await client.request({ method: 'GET', url: `${registry.url}/other`, headers: auth });
+  t.strictSame(other.json(), { from: 'storage' }, 'followed to the other host');
+  const atStorage = storage.requests.at(-1);
+  t.equal(atStorage.url, '/blob?sig=x', 'the query (a presigned URL) is kept');
+  t.equal(atStorage.headers.authorization, undefined, 'another host: no Authorization');
+  t.equal(atStorage.headers.cookie, undefined, 'another host: no Cookie');
+  t.equal(atStorage.headers.host, `localhost:${storage.port}`, 'the Host of the new origin');
+
+  await client.request({ method: 'GET', url: `${registry.url}/other-port`, headers: auth });
+  t.equal(storage.requests.at(-1).headers.authorization, undefined, 'same host, another port: no Authorization');
+
+  const seeOther = await client.request({ method: 'POST', url: `${registry.url}/see-other`, json: { a: 1 } });
+  t.equal(seeOther.status, 200);
+  t.match(registry.requests.at(-1), { method: 'GET', url: '/final', body: '' }, '303: a GET without the body');
+  t.equal(registry.requests.at(-1).headers['content-type'], undefined, 'and without its content type');
+
+  const loop = await rejection(client.request({ method: 'GET', url: `${registry.url}/loop`, headers: auth }));
+  t.equal(loop.code, 'ERR_REGISTRY_UNREACHABLE', 'a redirect loop is a failure');
+  t.match(loop.message, /ERR_TOO_MANY_REDIRECTS/);
+  t.equal(registry.requests.filter((r) => r.url === '/loop').length, 11, 'the request and 10 redirects');
+  assertNoSecret(t, loop, 'redirect loop');
+});
+
+t.test('decompress: gzip, deflate (zlib and raw), br and zstd decoded by default (accept-encoding sent); off: the raw bytes, nothing asked', async (t) => {
+  const document = JSON.stringify({ hello: 'world'.repeat(100) });
+  // path: [content-encoding, encoder]
+  const encoders = {
+    gzip: ['gzip', zlib.gzipSync],
+    deflate: ['deflate', zlib.deflateSync],
+    'deflate-raw': ['deflate', zlib.deflateRawSync],
+    br: ['br', zlib.brotliCompressSync],
+    zstd: ['zstd', zlib.zstdCompressSync],
+  };
+  const server = await serve(t, (req, res) => {
+    const name = req.url.slice(1);
+    if (name === 'head') return res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': '40' }).end();
+    const [encoding, encode] = encoders[name];
+    const body = encode(document);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': encoding, 'content-length': String(body.length) });
+    res.end(body);
+  });
+  for (const name of Object.keys(encoders)) {
+    const decoded = await bare().request({ method: 'GET', url: `${server.url}/${name}` });
+    t.equal(decoded.text(), document, `${name}: decoded`);
+    t.equal(decoded.header('content-encoding'), undefined, `${name}: the headers describe the decoded body`);
+    t.equal(server.requests.at(-1).headers['accept-encoding'], 'gzip, deflate, br, zstd', 'asked for what it can decode');
+  }
+  const raw = await bare({ decompress: false }).request({ method: 'GET', url: `${server.url}/gzip` });
+  t.ok(raw.body.equals(zlib.gzipSync(document)), 'decompress off: the bytes as sent (what a digest covers)');
+  t.equal(raw.header('content-encoding'), 'gzip');
+  t.equal(server.requests.at(-1).headers['accept-encoding'], undefined, 'decompress off: no accept-encoding');
+  const head = await bare().request({ method: 'HEAD', url: `${server.url}/head` });
+  t.equal(head.status, 200, 'a HEAD answer has no body to decode');
+  t.equal(head.body.length, 0);
+});
+
+t.test('the time limit covers the body: an answer that stalls mid-body is ERR_TIMEOUT, retried for a GET, no secret in it', async (t) => {
+  const server = await serve(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+    res.write('{"partial":'); // and nothing more
+  });
+  const events = [];
+  const client = bare({ timeoutSeconds: 0.3, retry: { ...FAST, limit: 1 }, onRetry: (e) => events.push(e) });
+  const error = await rejection(client.request({ method: 'GET', url: `${server.url}/slow`, headers: { Authorization: `Bearer ${TOKEN}` } }));
+  t.equal(error.code, 'ERR_TIMEOUT');
+  t.match(error.message, /did not answer GET http:\/\/127\.0\.0\.1:\d+\/slow within 0\.3 s, after 2 attempts/);
+  t.match(events, [{ attempt: 1, reason: 'ETIMEDOUT' }], 'the timeout was retried once');
+  t.equal(server.requests.length, 2);
+  t.notOk(JSON.stringify(Object.getOwnPropertyNames(error.cause)).includes('options'), 'the cause is bare');
+  assertNoSecret(t, error, 'timeout');
+  // Not retried for a POST (it may have been processed).
+  const post = await rejection(bare({ timeoutSeconds: 0.3 }).request({ method: 'POST', url: `${server.url}/slow`, json: {} }));
+  t.equal(post.code, 'ERR_TIMEOUT');
+  t.equal(server.requests.length, 3, 'the POST went once');
+});
+
+t.test('Retry-After: seconds, an HTTP date (one already past: at once), nothing readable', async (t) => {
+  t.equal(retryAfterMs('3'), 3000);
+  t.equal(retryAfterMs('0'), 0);
+  t.equal(retryAfterMs(undefined), undefined);
+  t.equal(retryAfterMs('soon'), undefined, 'unreadable: the backoff decides');
+  const inTen = retryAfterMs(new Date(Date.now() + 10_000).toUTCString());
+  t.ok(inTen > 8000 && inTen <= 10_000, `a date 10 s ahead (${inTen} ms)`);
+  t.equal(retryAfterMs(new Date(Date.now() - 60_000).toUTCString()), 1, 'a date past');
+});
+
+t.test('registry tag list: pages followed through Link rel="next" on the same registry only; a malformed Link is a clear error', async (t) => {
+  let elsewhere = 0;
+  const other = await serve(t, (req, res) => {
+    elsewhere++;
+    json(res, 200, { tags: ['stolen'] });
+  });
+  const server = await serve(t, (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (url.pathname === '/v2/') return json(res, 200, {});
+    const repo = url.pathname.split('/')[3];
+    if (repo === 'paged' && !url.searchParams.get('last')) return json(res, 200, { tags: ['a', 'b'] }, { link: '</v2/library/paged/tags/list?n=2&last=b>; rel="next"' });
+    if (repo === 'paged' && url.searchParams.get('last') === 'b') return json(res, 200, { tags: ['c'] }, { link: `<http://127.0.0.1:${other.port}/v2/library/paged/tags/list?last=c>; rel="next"` });
+    if (repo === 'broken') return json(res, 200, { tags: ['a'] }, { link: 'not a link' });
+    return json(res, 404, {});
+  });
+  const client = new RegistryClient({ registry: server.host, retry: FAST });
+  t.strictSame(await client.listTags('library/paged'), ['a', 'b', 'c'], 'two pages');
+  t.equal(elsewhere, 0, 'a next page on another origin is not followed');
+  const error = await rejection(client.listTags('library/broken'));
+  t.equal(error.code, 'ERR_REGISTRY');
+  t.match(error.message, /malformed Link header/);
 });

@@ -2,8 +2,8 @@
  * The retry rules every retried operation shares: exponential backoff with jitter, a Retry-After
  * from the server honoured, bounded by a number of retries and a total time, and every retry
  * reported as a `retry` event (Ansible shows them as warnings). HTTP requests get them through
- * got's own retry (lib/http/client.ts calls `take` from got's calculateDelay); engine pushes wait
- * here (`wait`). What is safe to retry is each caller's decision: only requests that cannot have
+ * HttpClient's retry loop (lib/http/client.ts: `take`, then its own abortable wait); engine pushes
+ * wait here (`wait`). What is safe to retry is each caller's decision: only requests that cannot have
  * taken effect, or that are idempotent.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -70,7 +70,7 @@ export function backoffDelay(retry: number, settings: Pick<RetrySettings, 'initi
 
 /**
  * One operation's retry budget. After a retryable failure, `take(reason)` reports the retry and
- * returns the wait (for a caller that sleeps itself, like got), `wait(reason)` reports, sleeps
+ * returns the wait (for a caller that sleeps itself, like HttpClient), `wait(reason)` reports, sleeps
  * (abortable) and resolves true. Both say no (undefined, false) when the budget (count, total
  * time, a too long Retry-After) is spent and the caller should give up with the last failure.
  */

@@ -1,26 +1,30 @@
 /**
- * The one HTTP layer of the library, on got: the registry, Harbor and thinkube-control clients all
+ * The one HTTP layer of the library, on Node's own node:http / node:https (./transport.ts; got
+ * cost ~200 ms of every process start): the registry, Harbor and thinkube-control clients all
  * send through it. It owns what they used to repeat:
  * - TLS verified by default, caFile added to the system's CAs (./tls.ts); plain HTTP only to
  *   loopback hosts unless the caller opts in, redirects included; no cookie jar (never a cookie).
- * - Retries through got's own `retry` option: limit, methods, status and error codes from the
- *   policy below, `calculateDelay` giving the backoff of the schema's `retry` option (validated
- *   here, so its defaults come from schemas/common.schema.json) within its total time budget, a
- *   429 retried whatever the method (the server did not process it), each retry reported as the
- *   project's `retry` event before its wait; AbortSignal stops a request and a wait alike.
+ * - Retries in a plain loop: limit, methods, status and error codes from the policy below, the
+ *   backoff of the schema's `retry` option (validated here, so its defaults come from
+ *   schemas/common.schema.json) within its total time budget (RetryBudget), a Retry-After
+ *   honoured, a 429 retried whatever the method (the server did not process it), each retry
+ *   reported as the project's `retry` event before its wait; AbortSignal stops a request and a
+ *   wait alike.
  * - Failures in the project's error codes (./errors.ts), never with a secret in them.
  * Any HTTP status resolves: what an answer means is the caller's; `error()` words it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import got, { type Got, type Method, type RequestError, type Response } from 'got';
+import { ThinkubeImageError } from '../core/errors.js';
 import { RetryBudget, retrySettings, type RetryListener, type RetrySettings } from '../core/retry.js';
 import { Redactor } from '../core/redact.js';
 import { validate } from '../options/schema.js';
 import type { RetryOptions } from '../options/generated/types.js';
 import { HttpErrors, type HttpService, type RequestInfo } from './errors.js';
 import { httpsOptions, isLoopbackHost } from './tls.js';
+import { exchange, type TransportResponse } from './transport.js';
 
-export type { Method };
+/** HTTP methods (the set got accepted, either case). */
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'HEAD' | 'DELETE' | 'OPTIONS' | 'TRACE' | 'get' | 'post' | 'put' | 'patch' | 'head' | 'delete' | 'options' | 'trace';
 
 /** Answers worth another try: the request was not processed (408, 429) or the server failed (5xx). */
 export const RETRY_STATUS_CODES: readonly number[] = [408, 429, 500, 502, 503, 504];
@@ -105,7 +109,7 @@ export interface HttpRequest {
   /** Methods retried after any retryable failure, for this request. */
   retryMethods?: readonly Method[];
   /**
-   * Runs after the wait and before the retry goes out (got's beforeRetry). Throw to stop retrying:
+   * Runs after the wait and before the retry goes out. Throw to stop retrying:
    * request() rejects with what was thrown.
    */
   beforeRetry?: (failure: RetryFailure) => Promise<void> | void;
@@ -126,13 +130,35 @@ export interface HttpResponse extends RequestInfo {
   header(name: string): string | undefined;
 }
 
-function failureOf(error: unknown, attempt: number): RetryFailure {
-  const failure: RetryFailure = { attempt };
-  const status = (error as RequestError).response?.statusCode;
-  const code = (error as RequestError).code;
-  if (status !== undefined) failure.status = status;
-  else if (typeof code === 'string') failure.errorCode = code;
-  return failure;
+/**
+ * A Retry-After header in ms: delay-seconds, or an HTTP date (a date already past: 1 ms, as got
+ * did); undefined when absent or unreadable.
+ */
+export function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || text.trim() === '') return undefined;
+  const seconds = Number(text);
+  if (!Number.isNaN(seconds)) return seconds >= 0 ? seconds * 1000 : undefined;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(1, date - Date.now());
+}
+
+/** The request body and the content-type it implies: body as given, else form, else json (got's order). */
+function payload(req: HttpRequest): { body?: Buffer; type?: string } {
+  if (req.body !== undefined) return { body: Buffer.isBuffer(req.body) ? req.body : Buffer.from(req.body, 'utf8') };
+  if (req.form !== undefined) return { body: Buffer.from(new URLSearchParams(req.form).toString(), 'utf8'), type: 'application/x-www-form-urlencoded' };
+  if (req.json !== undefined) return { body: Buffer.from(JSON.stringify(req.json), 'utf8'), type: 'application/json' };
+  return {};
+}
+
+/** Header names in lower case (later sources win); undefined values dropped. */
+function mergeHeaders(...sources: Array<Record<string, string> | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const source of sources) {
+    for (const [name, value] of Object.entries(source ?? {})) if (value !== undefined) out[name.toLowerCase()] = value;
+  }
+  return out;
 }
 
 export class HttpClient {
@@ -143,12 +169,15 @@ export class HttpClient {
   readonly plainHttp: boolean;
   readonly errors: HttpErrors;
   readonly #settings: RetrySettings;
-  readonly #got: Got;
   readonly #redactor = new Redactor();
   readonly #retryMethods: readonly Method[];
   readonly #signal: AbortSignal | undefined;
   readonly #onRetry: RetryListener | undefined;
   readonly #onExchange: ((event: ExchangeEvent) => void) | undefined;
+  readonly #headers: Record<string, string>;
+  readonly #tls: ReturnType<typeof httpsOptions>;
+  readonly #followRedirect: boolean;
+  readonly #decompress: boolean;
 
   constructor(options: HttpClientOptions) {
     this.service = options.service;
@@ -162,24 +191,11 @@ export class HttpClient {
     this.#signal = options.signal;
     this.#onRetry = options.onRetry;
     this.#onExchange = options.onExchange;
-    this.#got = got.extend({
-      throwHttpErrors: false,
-      responseType: 'buffer',
-      decompress: options.decompress !== false,
-      followRedirect: options.followRedirect === true,
-      timeout: { request: Math.round(options.timeoutSeconds * 1000) },
-      https: httpsOptions({ validateCerts: options.validateCerts, caFile: options.caFile }, options.service.name),
-      headers: { 'user-agent': 'thinkube-custom-images', ...options.headers },
-      // No cookieJar: cookies are never stored or sent (Harbor's CSRF check only applies to cookie sessions).
-      retry: {
-        limit: this.retry.limit,
-        statusCodes: [...RETRY_STATUS_CODES],
-        errorCodes: [...RETRY_ERROR_CODES],
-        backoffLimit: this.#settings.maxDelayMs,
-        // The budget (calculateDelay) decides about a long Retry-After, and says so.
-        maxRetryAfter: Number.POSITIVE_INFINITY,
-      },
-    });
+    // No cookie store: cookies are never kept or sent (Harbor's CSRF check only applies to cookie sessions).
+    this.#headers = mergeHeaders({ 'user-agent': 'thinkube-custom-images' }, options.headers);
+    this.#tls = httpsOptions({ validateCerts: options.validateCerts, caFile: options.caFile }, options.service.name);
+    this.#followRedirect = options.followRedirect === true;
+    this.#decompress = options.decompress !== false;
   }
 
   /** Text with every secret of this client replaced. */
@@ -198,108 +214,71 @@ export class HttpClient {
     const budget = new RetryBudget(req.operation ?? `${req.method} ${info.display}`, this.#settings, { onRetry: req.onRetry ?? this.#onRetry });
     const gaveUp = (): string | undefined => (budget.exhausted && budget.retries < this.retry.limit ? budget.exhausted : undefined);
     if (!this.#plainAllowed(url)) throw this.errors.plainHttp(info);
-    // What a hook threw: request() rejects with it rather than with got's wrapper.
-    let stopped: { error: unknown } | undefined;
-    const stop = (error: unknown): never => {
-      stopped = { error };
-      throw error;
+    const method = req.method.toUpperCase();
+    const retryMethods = (req.retryMethods ?? this.#retryMethods).map((m) => m.toUpperCase());
+    const { body, type } = payload(req);
+    const headers = mergeHeaders(this.#headers, req.headers);
+    if (type && headers['content-type'] === undefined) headers['content-type'] = type;
+    const onExchange = this.#onExchange;
+    const beforeRedirect = (next: URL): void => {
+      if (!this.#plainAllowed(next)) throw this.errors.plainHttp({ ...info, display: `${next.origin}${next.pathname}`, host: next.host });
     };
-    const exchange = this.#onExchange;
-    let attempts = 0;
-    // When the retry got scheduled is due; undefined once it went out (or none is pending).
-    let pending: number | undefined;
-    let response: Response<Buffer> | undefined;
-    // Hooks of an abandoned call (see the catch below) must not act for the next one.
-    let calls = 0;
-    while (!response) {
-      const call = ++calls;
-      const current = (): boolean => call === calls;
+    for (let attempt = 1; ; attempt++) {
+      onExchange?.({ type: 'request', method: req.method, url: info.display, attempt });
+      let response: TransportResponse | undefined;
+      let error: unknown;
       try {
-        response = await this.#got(url, {
-          method: req.method,
-          responseType: 'buffer',
-          ...(req.headers ? { headers: req.headers } : {}),
-          ...(req.body !== undefined ? { body: req.body } : {}),
-          ...(req.json !== undefined ? { json: req.json } : {}),
-          ...(req.form !== undefined ? { form: req.form } : {}),
-          ...(signal ? { signal } : {}),
-          retry: {
-            // What is left of the limit: a call after the first continues the same budget.
-            limit: this.retry.limit - budget.retries,
-            methods: [...(req.retryMethods ?? this.#retryMethods)],
-            calculateDelay: ({ error, retryAfter, computedValue }) => {
-              if (signal?.aborted || !current()) return 0;
-              const status = error.response?.statusCode;
-              // got's verdict (limit, methods, status and error codes); a 429 for any method. The
-              // budget holds the limit and the total time across calls.
-              if (computedValue <= 0 && status !== 429) return 0;
-              const delay = budget.take(status ? `HTTP ${status}` : (error.code ?? error.message), retryAfter);
-              if (delay === undefined) return 0;
-              // 0 would mean "no retry" to got: a Retry-After of 0 waits a millisecond.
-              const wait = Math.max(1, delay);
-              pending = Date.now() + wait;
-              return wait;
-            },
-          },
-          hooks: {
-            beforeRetry: [
-              async (error: RequestError) => {
-                if (!current()) return;
-                pending = undefined;
-                try {
-                  await req.beforeRetry?.(failureOf(error, budget.retries));
-                } catch (hookError) {
-                  stop(hookError);
-                }
-              },
-            ],
-            beforeRedirect: [
-              (options) => {
-                const next = options.url instanceof URL ? options.url : new URL(String(options.url));
-                if (!this.#plainAllowed(next)) stop(this.errors.plainHttp({ ...info, display: `${next.origin}${next.pathname}`, host: next.host }));
-              },
-            ],
-            beforeRequest: [
-              () => {
-                attempts++;
-                exchange?.({ type: 'request', method: req.method, url: info.display, attempt: attempts });
-              },
-            ],
-            afterResponse: [
-              (res) => {
-                exchange?.({ type: 'response', method: req.method, url: info.display, status: res.statusCode, attempt: attempts });
-                return res;
-              },
-            ],
-          },
+        response = await exchange({
+          method,
+          url,
+          headers,
+          body,
+          timeoutMs: Math.round(this.timeoutSeconds * 1000),
+          decompress: this.#decompress,
+          tls: this.#tls,
+          followRedirect: this.#followRedirect,
+          beforeRedirect,
+          signal,
         });
-      } catch (error) {
-        if (stopped) throw stopped.error;
-        calls++; // the hooks of this call go quiet
-        const due = pending;
-        if (due !== undefined && !signal?.aborted) {
-          // got 14 on Node >= 24.20 (sindresorhus/got#2469): a refused connection also fails the
-          // request's end() (ERR_SOCKET_CLOSED_BEFORE_CONNECTION), which rejects the promise while
-          // the retry got scheduled waits. That retry was counted and reported: send it.
-          pending = undefined;
-          try {
-            await sleep(Math.max(0, due - Date.now()), undefined, signal ? { signal } : {});
-          } catch (abort) {
-            throw this.errors.transport(abort, { ...info, retries: budget.retries }, this.timeoutSeconds, true);
-          }
-          await req.beforeRetry?.(failureOf(error, budget.retries));
-          continue;
-        }
+      } catch (failure) {
+        // A redirect refused (plain HTTP off loopback): already the service's error.
+        if (failure instanceof ThinkubeImageError) throw failure;
+        error = failure;
+      }
+      if (response) onExchange?.({ type: 'response', method: req.method, url: info.display, status: response.status, attempt });
+      const status = response?.status;
+      const code = (error as { code?: unknown } | undefined)?.code;
+      const allowed = retryMethods.includes(method);
+      // A 429 whatever the method: the server did not process the request.
+      const retryable =
+        !signal?.aborted &&
+        (response ? status === 429 || (allowed && RETRY_STATUS_CODES.includes(response.status)) : allowed && typeof code === 'string' && RETRY_ERROR_CODES.includes(code));
+      const delay = retryable
+        ? budget.take(response ? `HTTP ${response.status}` : typeof code === 'string' ? code : (error as Error).message, response ? retryAfterMs(response.headers['retry-after']) : undefined)
+        : undefined;
+      if (delay === undefined) {
+        if (response) return this.#answer(response, { ...info, retries: budget.retries, gaveUp: gaveUp() });
         throw this.errors.transport(error, { ...info, retries: budget.retries, gaveUp: gaveUp() }, this.timeoutSeconds, signal?.aborted === true);
       }
+      try {
+        await sleep(delay, undefined, signal ? { signal } : {});
+      } catch (abort) {
+        throw this.errors.transport(abort, { ...info, retries: budget.retries }, this.timeoutSeconds, true);
+      }
+      const failure: RetryFailure = { attempt: budget.retries };
+      if (status !== undefined) failure.status = status;
+      else if (typeof code === 'string') failure.errorCode = code;
+      // What the hook throws stops the retries: request() rejects with it.
+      await req.beforeRetry?.(failure);
     }
-    const body = response.body ?? Buffer.alloc(0);
+  }
+
+  #answer(response: TransportResponse, info: RequestInfo): HttpResponse {
+    const { body, headers } = response;
     return {
       ...info,
-      retries: budget.retries,
-      gaveUp: gaveUp(),
-      status: response.statusCode,
-      headers: response.headers,
+      status: response.status,
+      headers,
       body,
       text: () => body.toString('utf8'),
       json: () => {
@@ -311,7 +290,7 @@ export class HttpClient {
         }
       },
       header: (name) => {
-        const v = response.headers[name.toLowerCase()];
+        const v = headers[name.toLowerCase()];
         return Array.isArray(v) ? v.join(', ') : v;
       },
     };

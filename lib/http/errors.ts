@@ -116,12 +116,12 @@ export function statusKind(status: number, body?: Buffer | string): FailureKind 
   return 'failed';
 }
 
-/** The kind of a transport failure (what got rejected with). */
+/** The kind of a transport failure (what an attempt of ./transport.ts rejected with, or a wait's abort). */
 export function transportKind(error: unknown, aborted: boolean): FailureKind {
   const name = (error as { name?: unknown } | null)?.name;
   const code = (error as { code?: unknown } | null)?.code;
   if (aborted || name === 'AbortError' || code === 'ERR_ABORTED') return 'aborted';
-  // got's own per-request time limit (code ETIMEDOUT too); a socket's ETIMEDOUT is a network failure.
+  // The attempt's own time limit (./transport.ts, code ETIMEDOUT too); a socket's ETIMEDOUT is a network failure.
   if (name === 'TimeoutError') return 'timeout';
   const text = typeof code === 'string' ? code : undefined;
   const tls = tlsFailure(text);
@@ -203,14 +203,14 @@ export class HttpErrors {
     });
   }
 
-  /** What got rejected with, as the service's error: cancelled, timed out, TLS, DNS, unreachable. */
+  /** What an attempt rejected with, as the service's error: cancelled, timed out, TLS, DNS, unreachable. */
   transport(error: unknown, info: RequestInfo, timeoutSeconds: number, aborted: boolean): ThinkubeImageError {
     const service = this.service;
     const kind = transportKind(error, aborted);
     const code = (error as { code?: unknown } | null)?.code;
     const errorCode = typeof code === 'string' ? code : undefined;
     const text = this.redactor.redact(error instanceof Error ? error.message : String(error));
-    // A bare cause: got's errors carry the request options, the Authorization header included.
+    // A bare cause (message and code only): an HTTP library's errors may carry the request options, the Authorization header included.
     const cause = Object.assign(new Error(text), errorCode ? { code: errorCode } : {});
     cause.stack = cause.message;
     const request = ` for ${info.method} ${info.display}${info.what ? ` (${info.what})` : ''}`;

@@ -5,7 +5,6 @@
  * are TLS failures.
  */
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 import { ThinkubeImageError } from '../core/errors.js';
 
 const IPV4_LOOPBACK = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -84,9 +83,9 @@ export interface TlsOptions {
   caFile?: string | undefined;
 }
 
-/** got's `https` options for these TLS options; a caFile is read now (ERR_INVALID_OPTIONS naming it). */
-export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthorized: boolean; certificateAuthority?: string[] } {
-  const out: { rejectUnauthorized: boolean; certificateAuthority?: string[] } = { rejectUnauthorized: tls.validateCerts };
+/** node:https request options for these TLS options; a caFile is read now (ERR_INVALID_OPTIONS naming it). */
+export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthorized: boolean; ca?: string[] } {
+  const out: { rejectUnauthorized: boolean; ca?: string[] } = { rejectUnauthorized: tls.validateCerts };
   if (tls.caFile === undefined) return out;
   const file = tls.caFile;
   let pem: string;
@@ -105,6 +104,7 @@ export function httpsOptions(tls: TlsOptions, service: string): { rejectUnauthor
     });
   }
   // Node replaces its trust store when `ca` is set: keep the public roots and add the given CAs.
-  out.certificateAuthority = [...rootCertificates, pem];
+  // (node:tls read here, not imported: only a caFile needs it before a request does.)
+  out.ca = [...process.getBuiltinModule('node:tls').rootCertificates, pem];
   return out;
 }

@@ -304,7 +304,7 @@ export class ControlClient {
   /**
    * Create or update the entry (keyed by name). Unchanged content is not written. A POST whose
    * answer was lost (5xx, connection error) is retried only after a GET shows that it was not
-   * stored (got's beforeRetry), so a retry never registers the image twice.
+   * stored (HttpRequest.beforeRetry), so a retry never registers the image twice.
    */
   async upsertImage(entry: RegisteredImage, options: { dryRun?: boolean } = {}): Promise<UpsertResult> {
     const warnings: string[] = [];

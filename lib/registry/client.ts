@@ -4,7 +4,7 @@
  * verification, idempotent re-tagging, Harbor preflight and multi-arch index creation build on it.
  */
 import { createHash } from 'node:crypto';
-import { parseLinkHeader } from 'got';
+import LinkHeader from 'http-link-header';
 import { ThinkubeImageError, ValidationError, type ErrorCode } from '../core/errors.js';
 import type { RetryListener, RetryOptions } from '../core/retry.js';
 import { validate } from '../options/schema.js';
@@ -452,10 +452,15 @@ export class RegistryClient {
       }
       if (Array.isArray(parsed.tags)) tags.push(...parsed.tags.filter((t): t is string => typeof t === 'string'));
       const link = response.header('link');
-      const next = link ? parseLinkHeader(link).find((l) => l.parameters.rel === '"next"' || l.parameters.rel === 'next') : undefined;
+      let next: string | undefined;
+      try {
+        next = link ? LinkHeader.parse(link).rel('next')[0]?.uri : undefined;
+      } catch {
+        throw this.failure('ERR_REGISTRY', `Registry ${this.registry} answered the ${what} with a malformed Link header (pagination): ${link}`, 'A proxy between here and the registry may be altering responses; retry, or talk to the registry directly', {});
+      }
       path = undefined;
       if (next) {
-        const url = new URL(next.reference, this.baseUrl);
+        const url = new URL(next, this.baseUrl);
         // Only follow pagination on the same registry: credentials must not go elsewhere.
         if (url.origin === new URL(this.baseUrl).origin) path = url.pathname + url.search;
       }

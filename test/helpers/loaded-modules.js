@@ -9,9 +9,13 @@ import path from 'node:path';
 const HOOK =
   "import { registerHooks } from 'node:module';\nimport { appendFileSync } from 'node:fs';\nregisterHooks({ resolve(specifier, context, next) { const result = next(specifier, context); appendFileSync(process.env.TK_LOADED, result.url + '\\n'); return result; } });\n";
 
-// The engine client, SSH, the HTTP stack, Kubernetes: what a command with work to do needs.
-export const HEAVY = ['dockerode', 'docker-modem', 'ssh2', 'got', 'http2-wrapper', '@grpc/grpc-js', '@kubernetes/client-node', 'kubernetes-models'];
-export const heavyIn = (urls) => HEAVY.filter((name) => urls.some((u) => u.includes(`/node_modules/${name}/`)));
+// The engine client, SSH, Kubernetes: what a command with work to do needs. The HTTP stack is our
+// own (lib/http on node:http/node:https, no dependency): 'http stack' when its transport loaded.
+export const HEAVY = ['dockerode', 'docker-modem', 'ssh2', '@grpc/grpc-js', '@kubernetes/client-node', 'kubernetes-models'];
+export const heavyIn = (urls) => [
+  ...HEAVY.filter((name) => urls.some((u) => u.includes(`/node_modules/${name}/`))),
+  ...(urls.some((u) => u.endsWith('/dist/lib/http/transport.js')) ? ['http stack'] : []),
+];
 export const dependencies = (urls) => urls.filter((u) => u.includes('/node_modules/'));
 export const commands = (urls) => urls.filter((u) => u.includes('/adapters/commands/'));
 
