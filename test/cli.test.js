@@ -180,7 +180,7 @@ async function runModule(t, module, args) {
       _ansible_debug: false,
     }),
   );
-  // Through the shebang, like Ansible; NODE_PATH empty so nothing outside the file can help.
+  // Run by this Node with the args file, as Ansible does (with ansible_node_interpreter); NODE_PATH empty so nothing outside the file can help.
   const r = await runNode([file, argsFile], { cwd: dir, env: { ...process.env, NODE_PATH: '' } });
   t.match(readFileSync(file, 'utf8'), /WANT_JSON/, 'the module asks Ansible for a JSON args file');
   return r;
