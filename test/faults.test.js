@@ -405,6 +405,9 @@ t.test('SIGTERM to bin/pipeline.js mid-run: the result lists images done, failed
   const second = uniqueName('sig-b');
   const token = `sigpipe-${second}`;
   const dir = imagesDir(t, { [first]: '', [second]: `RUN echo ${token} && sleep 300\n` });
+  // The second is built on the first, so it starts only after the first is done (independent
+  // images are planned at the same time and built in whichever order their plans finish).
+  writeFileSync(path.join(dir, second, 'Dockerfile'), `ARG HARBOR_REGISTRY\nFROM \${HARBOR_REGISTRY}/library/${first}:latest\nCOPY payload.bin /payload.bin\nRUN echo ${token} && sleep 300\n`);
   // A third image built on the second: never started.
   const third = uniqueName('sig-c');
   mkdirSync(path.join(dir, third));
