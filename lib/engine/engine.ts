@@ -5,16 +5,17 @@
  *
  * dockerode is imported on the first call that needs it (a build, push, pull or inspect): its
  * import (docker-modem, ssh2, gRPC, protobufjs) costs about 200 ms, most of a no-op run's start-up.
- * The short calls every run makes (/version) go over node:http instead, except for ssh engines.
+ * The short calls every run makes (/version) go through lib/http's transport instead, except for
+ * ssh engines.
  */
 import { readFileSync } from 'node:fs';
-import type https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import type { EngineOptions } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';
+import { exchange } from '../http/transport.js';
 
 export const DEFAULT_ENGINE_HOST = 'unix:///var/run/docker.sock';
 
@@ -94,10 +95,10 @@ export function connectEngine(options: EngineOptions = {}, env: NodeJS.ProcessEn
 }
 
 /**
- * GET a small JSON answer of the engine's API (/version, /info) without dockerode: node:http over
- * the unix socket or TCP (TLS with the client certificates), dockerode only for ssh engines. A
- * failure carries what dockerode's would (a socket error code, or statusCode and json), so
- * engineError words both alike.
+ * GET a small JSON answer of the engine's API (/version, /info) without dockerode: one exchange of
+ * the library's HTTP transport over the unix socket or TCP (TLS with the client certificates),
+ * dockerode only for ssh engines. A failure carries what dockerode's would (a socket error code,
+ * or statusCode and json), so engineError words both alike.
  */
 export async function engineGet<T>(engine: Engine, apiPath: '/version' | '/info', signal: AbortSignal): Promise<T> {
   const c = engine.connection;
@@ -108,38 +109,26 @@ export async function engineGet<T>(engine: Engine, apiPath: '/version' | '/info'
     return call({ abortSignal: signal });
   }
   const tls = c.protocol === 'https';
-  const options: https.RequestOptions = {
+  const response = await exchange({
     method: 'GET',
-    path: apiPath,
-    signal,
+    url: new URL(c.socketPath ? `http://localhost${apiPath}` : `${tls ? 'https' : 'http'}://${c.host}:${c.port}${apiPath}`),
     headers: { accept: 'application/json' },
-    ...(c.socketPath ? { socketPath: c.socketPath } : { host: c.host, port: c.port }),
-    ...(tls ? { ca: c.ca, cert: c.cert, key: c.key } : {}),
-  } as https.RequestOptions;
-  return new Promise<T>((resolve, reject) => {
-    // Loaded when first needed, not imported: an ES import of node:http evaluates its lazy
-    // exports (undici's WebSocket among them), tens of milliseconds of every process.
-    const transport = tls ? process.getBuiltinModule('node:https') : process.getBuiltinModule('node:http');
-    const request = transport.request(options, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        const status = response.statusCode ?? 0;
-        if (status >= 200 && status < 300 && json !== undefined) return resolve(json as T);
-        reject(Object.assign(new Error(`(HTTP code ${status}) unexpected - ${text.trim().slice(0, 200)}`), { statusCode: status, json }));
-      });
-    });
-    request.on('error', reject);
-    request.end();
+    timeoutMs: engine.timeoutMs,
+    decompress: false,
+    tls: tls ? { ca: c.ca, cert: c.cert, key: c.key } : {},
+    socketPath: c.socketPath,
+    followRedirect: false,
+    signal,
   });
+  const text = response.body.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (response.status >= 200 && response.status < 300 && json !== undefined) return json as T;
+  throw Object.assign(new Error(`(HTTP code ${response.status}) unexpected - ${text.trim().slice(0, 200)}`), { statusCode: response.status, json });
 }
 
 /** Wrap a low-level failure talking to the engine into an error naming the engine. */

@@ -28,8 +28,10 @@ export interface TransportRequest {
   timeoutMs: number;
   /** Decode the body by its content-encoding (and ask for one). */
   decompress: boolean;
-  /** TLS options of https requests (rejectUnauthorized, ca). */
+  /** TLS options of https requests (rejectUnauthorized, ca; cert and key for a client certificate). */
   tls: https.RequestOptions;
+  /** A unix socket to send to instead of the URL's host (a container engine's API). */
+  socketPath?: string | undefined;
   followRedirect: boolean;
   /** Called before a redirect is followed; throw to refuse it (the attempt rejects with what was thrown). */
   beforeRedirect?: ((next: URL) => void) | undefined;
@@ -82,16 +84,22 @@ async function hop(req: TransportRequest, deadline: number): Promise<TransportRe
     method,
     headers: req.body !== undefined ? { ...req.headers, 'content-length': String(req.body.length) } : req.headers,
     ...(secure ? req.tls : {}),
+    ...(req.socketPath ? { socketPath: req.socketPath } : {}),
   };
   return new Promise<TransportResponse>((resolve, reject) => {
     let settled = false;
     let response: http.IncomingMessage | undefined;
     const request = httpModule(secure).request(url, options);
-    const stop = (error: Error): void => {
-      if (settled) return;
+    /** True the first time: the attempt is over (its timer and abort listener gone). */
+    const settle = (): boolean => {
+      if (settled) return false;
       settled = true;
       clearTimeout(timer);
       req.signal?.removeEventListener('abort', onAbort);
+      return true;
+    };
+    const stop = (error: Error): void => {
+      if (!settle()) return;
       response?.destroy();
       request.destroy();
       reject(error);
@@ -115,18 +123,12 @@ async function hop(req: TransportRequest, deadline: number): Promise<TransportRe
         // Bodies that cannot exist (HEAD, 1xx, 204, 205, 304) or are empty are not decoded.
         const noBody = method === 'HEAD' || status < 200 || status === 204 || status === 205 || status === 304 || body.length === 0;
         if (!req.decompress || !decoder || noBody || (req.followRedirect && REDIRECT_CODES.has(status) && res.headers.location)) {
-          settled = true;
-          clearTimeout(timer);
-          req.signal?.removeEventListener('abort', onAbort);
-          resolve({ status, headers: res.headers, body, url });
+          if (settle()) resolve({ status, headers: res.headers, body, url });
           return;
         }
         decoder(body).then(
           (decoded) => {
-            if (settled) return;
-            settled = true;
-            clearTimeout(timer);
-            req.signal?.removeEventListener('abort', onAbort);
+            if (!settle()) return;
             // As got did: the headers describe the decoded body.
             const headers = { ...res.headers };
             delete headers['content-encoding'];

@@ -128,7 +128,7 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
   }
   const dockerfileOutside = !isInside(root, dockerfilePath) || path.relative(root, dockerfilePath) === '';
   const dockerfileRel = dockerfileOutside ? undefined : path.relative(root, dockerfilePath).split(path.sep).join('/');
-  const dockerfileName = dockerfileRel ?? `.dockerfile.${createHash('sha256').update(dockerfilePath).digest('hex').slice(0, 20)}`;
+  const dockerfileName = dockerfileRel ?? generatedDockerfileName(dockerfilePath);
 
   const ignorePatterns = await readIgnorePatterns(root);
   const matcher = createIgnoreMatcher(ignorePatterns);
@@ -230,13 +230,18 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
  * whole). Owners are zeroed like the Docker CLI does; `mtime` sets every entry's time (the same
  * files then give the same bytes, as a context shipped as an image layer wants).
  */
+/** The name a Dockerfile that is not sent as a file of the context goes under (listed in the .dockerignore sent). */
+function generatedDockerfileName(dockerfilePath: string): string {
+  return `.dockerfile.${createHash('sha256').update(dockerfilePath).digest('hex').slice(0, 20)}`;
+}
+
 /**
  * The same context with other Dockerfile text: sent under a generated name (listed in the
  * .dockerignore sent, so COPY never sees it), as for a Dockerfile from outside the context. A
  * Dockerfile inside the context is still sent as it is, as one of the context's files.
  */
 export function withDockerfileText(scan: ContextScan, text: Buffer): ContextScan {
-  const dockerfileName = scan.dockerfileOutside ? scan.dockerfileName : `.dockerfile.${createHash('sha256').update(scan.dockerfilePath).digest('hex').slice(0, 20)}`;
+  const dockerfileName = scan.dockerfileOutside ? scan.dockerfileName : generatedDockerfileName(scan.dockerfilePath);
   return { ...scan, dockerfile: text, dockerfileName, dockerfileOutside: true };
 }
 
