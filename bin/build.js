@@ -1,17 +1,6 @@
 #!/usr/bin/env node
-// @ts-check
-// WANT_JSON: as an Ansible module (thinkube_image_build) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/adapters/command.js';
-
-// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
-void runCommand({
-  name: 'build',
-  module: 'thinkube_image_build',
-  schema: 'build-options.schema.json',
-  summary: 'Build a container image from a context folder on a Docker-compatible engine (dockerd or Podman), streaming the context and reporting each step.',
-  positional: 'context',
-  examples: [
-    'node bin/build.js images/jupyter-ml-cpu --tag harbor.example.com/library/jupyter-ml-cpu:latest --build-arg HARBOR_REGISTRY=harbor.example.com',
-  ],
-  load: () => import('../dist/lib/adapters/commands/build.js'),
-});
+// WANT_JSON: run by Ansible as the thinkube_image_build module, this gets one argument, the args file.
+// The build command (lib/adapters/entries/build.ts), run from its CommonJS bundle in dist/cli/ (npm run build):
+// one file to read instead of a hundred ES modules to resolve, and Node's compile cache for it.
+require('node:module').enableCompileCache?.();
+require('../dist/cli/build.cjs');

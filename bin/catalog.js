@@ -1,15 +1,6 @@
 #!/usr/bin/env node
-// @ts-check
-// WANT_JSON: as an Ansible module (thinkube_image_catalog) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/adapters/command.js';
-
-// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
-void runCommand({
-  name: 'catalog',
-  module: 'thinkube_image_catalog',
-  schema: 'catalog-options.schema.json',
-  summary: 'List the images of an images folder in build order (dependencies first), with the tags, context and metadata each needs; fails when the folder has errors.',
-  positional: 'imagesDir',
-  examples: ['node bin/catalog.js images --registry harbor.example.com'],
-  load: () => import('../dist/lib/adapters/commands/catalog.js'),
-});
+// WANT_JSON: run by Ansible as the thinkube_image_catalog module, this gets one argument, the args file.
+// The catalog command (lib/adapters/entries/catalog.ts), run from its CommonJS bundle in dist/cli/ (npm run build):
+// one file to read instead of a hundred ES modules to resolve, and Node's compile cache for it.
+require('node:module').enableCompileCache?.();
+require('../dist/cli/catalog.cjs');

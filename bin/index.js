@@ -1,17 +1,6 @@
 #!/usr/bin/env node
-// @ts-check
-// WANT_JSON: as an Ansible module (thinkube_image_index) this gets one argument, the args file.
-import { runCommand } from '../dist/lib/adapters/command.js';
-
-// No top-level await: the Ansible module bundle is CommonJS (see scripts/bundle-modules.js).
-void runCommand({
-  name: 'index',
-  module: 'thinkube_image_index',
-  schema: 'image-index-options.schema.json',
-  what: 'image index options',
-  summary: 'Join per-platform images already in a repository into one multi-architecture image (OCI image index) and put it under every tag through the registry API; no layer is moved.',
-  examples: [
-    'node bin/index.js --tag harbor.example.com/library/jupyter-ml-cpu:latest --manifest sha256:<amd64 digest> --manifest sha256:<arm64 digest> --platform linux/amd64 --platform linux/arm64',
-  ],
-  load: () => import('../dist/lib/adapters/commands/index.js'),
-});
+// WANT_JSON: run by Ansible as the thinkube_image_index module, this gets one argument, the args file.
+// The index command (lib/adapters/entries/index.ts), run from its CommonJS bundle in dist/cli/ (npm run build):
+// one file to read instead of a hundred ES modules to resolve, and Node's compile cache for it.
+require('node:module').enableCompileCache?.();
+require('../dist/cli/index.cjs');

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-// Bundles each bin/ script that declares an Ansible module name into one self-contained file in
-// ansible/library/<module>.cjs. Ansible copies a module file ALONE to the target's temporary folder
-// (keeping its extension) and runs it there, so it must not import anything relative to itself.
-// CommonJS, because there is no package.json beside it there: Node would parse an ES module
-// bundle twice (first as CommonJS, to detect its syntax), about 50 ms of every module's start-up.
+// Bundles each command of lib/adapters/entries/ twice, from its build in dist/:
+// - dist/cli/<name>.cjs (with its parts beside it): what bin/<name>.js runs. One CommonJS file
+//   to read instead of a hundred ES modules to resolve and link, and each part a file of its own
+//   that Node's compile cache keeps (bin/ turns it on).
+// - ansible/library/<module>.cjs for the commands that are Ansible modules: one self-contained
+//   file. Ansible copies a module file ALONE to the target's temporary folder (keeping its
+//   extension) and runs it there, so it must not import anything relative to itself; its parts
+//   ride along brotli-compressed. CommonJS, because there is no package.json beside it there:
+//   Node would parse an ES module bundle twice (first as CommonJS, to detect its syntax), about
+//   50 ms of every module's start-up.
 import { readFileSync } from 'node:fs';
 import { readFile, readdir, mkdir, chmod, rm, writeFile } from 'node:fs/promises';
 import zlib, { brotliCompressSync } from 'node:zlib';
@@ -13,16 +18,19 @@ import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'ansible', 'library');
+const cliDir = path.join(root, 'dist', 'cli');
 await mkdir(outDir, { recursive: true });
+await rm(cliDir, { recursive: true, force: true });
+await mkdir(cliDir, { recursive: true });
 
 const entries = [];
-for (const file of (await readdir(path.join(root, 'bin'))).sort()) {
-  if (!file.endsWith('.js')) continue;
-  const text = await readFile(path.join(root, 'bin', file), 'utf8');
-  const match = /module: '(thinkube_[a-z_]+)'/.exec(text);
-  const command = /import\('\.\.\/dist\/lib\/adapters\/commands\/([a-z-]+\.js)'\)/.exec(text)?.[1];
-  if (!command) throw new Error(`bin/${file} loads no command from dist/lib/adapters/commands/`);
-  if (match && text.includes('WANT_JSON')) entries.push({ file, module: match[1], command });
+for (const file of (await readdir(path.join(root, 'lib', 'adapters', 'entries'))).sort()) {
+  if (!file.endsWith('.ts')) continue;
+  const name = file.replace(/\.ts$/, '');
+  const text = await readFile(path.join(root, 'lib', 'adapters', 'entries', file), 'utf8');
+  const command = /import\('\.\.\/commands\/([a-z-]+)\.js'\)/.exec(text)?.[1];
+  if (!command) throw new Error(`lib/adapters/entries/${file} loads no command from ../commands/`);
+  entries.push({ name, module: /module: '(thinkube_[a-z_]+)'/.exec(text)?.[1], command: `${command}.js` });
 }
 
 const common = {
@@ -38,6 +46,10 @@ const common = {
   alias: { punycode: 'punycode/' },
   legalComments: 'none',
   logLevel: 'warning',
+  // Code that finds files of the package from its own place (lint's default images folder):
+  // the bundle's file (run() passes it on to a part).
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: "var __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
 };
 
 /**
@@ -72,14 +84,18 @@ function importedNames(code, specifier) {
 const packed = (code) => JSON.stringify(brotliCompressSync(code, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'));
 
 /**
- * The module in parts. The front is what every run needs: the runner, argument reading and the
- * validators. The command itself (the engine, SSH, HTTP and Kubernetes stacks) rides along
- * brotli-compressed and is compiled only when the validated options reach it: a module that fails
- * its options parses none of it. The command part gets the front's own instances of the modules
- * both use (one ValidationError class, one schema set); the lazy groups above are parts of their
- * own, compiled when the command first requires one of their packages.
+ * The command in parts. The front is what every run needs: the runner, argument reading and the
+ * validators. The command itself (the engine, SSH, HTTP and Kubernetes stacks) is compiled only
+ * when the validated options reach it: a run that fails its options parses none of it. The
+ * command part gets the front's own instances of the modules both use (one ValidationError class,
+ * one schema set); the lazy groups above are parts of their own, compiled when the command first
+ * requires one of their packages.
+ *
+ * `store` says where a part goes: 'packed' keeps it in the front as a brotli-compressed string
+ * (the self-contained Ansible module), 'files' writes it as <name>.<part>.cjs beside the front.
+ * Returns the front's code and the part files to write.
  */
-async function bundle(entry, commandFile) {
+async function bundle(entry, commandFile, { store, prefix }) {
   const commandPath = path.join(root, 'dist', 'lib', 'adapters', 'commands', commandFile);
   // The front, first with an empty command part: which of our modules it holds.
   const front = async (contents) =>
@@ -93,7 +109,7 @@ async function bundle(entry, commandFile) {
         {
           name: 'command-part',
           setup(b) {
-            b.onResolve({ filter: /\/adapters\/commands\// }, (args) => (path.resolve(args.resolveDir, args.path) === commandPath ? { path: commandPath, namespace: 'command-part' } : undefined));
+            b.onResolve({ filter: /commands\/[a-z-]+\.js$/ }, (args) => (path.resolve(args.resolveDir, args.path) === commandPath ? { path: commandPath, namespace: 'command-part' } : undefined));
             b.onLoad({ filter: /.*/, namespace: 'command-part' }, () => ({ contents, resolveDir: root, loader: 'js' }));
           },
         },
@@ -172,26 +188,44 @@ async function bundle(entry, commandFile) {
     });
     groups.push({ name, ids, code: part.outputFiles[0].contents });
   }
+  const files = [];
+  // A part as the loader finds it: a packed string, or the name of its file beside the front.
+  const partRef = (part, code) => {
+    if (store === 'packed') return packed(code);
+    const file = `${prefix}.${part}.cjs`;
+    // The part's code takes the loader's require (the front's shared modules, the lazy groups).
+    files.push({ file, code: `'use strict';\nmodule.exports = function (require, module, exports, __filename, __dirname) {\n${Buffer.from(code).toString('utf8')}\n};\n` });
+    return JSON.stringify(file);
+  };
+  const run =
+    store === 'packed'
+      ? "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };"
+      : "const run = (file) => { const part = { exports: {} }; require(require('node:path').join(__dirname, file))(need, part, part.exports, __filename, __dirname); return part.exports; };";
   const loader = [
     `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,
     `const lazy = { ${groups.flatMap((g) => g.ids.map((id) => `${JSON.stringify(id)}: ${JSON.stringify(g.name)}`)).join(', ')} };`,
-    `const parts = { ${groups.map((g) => `${JSON.stringify(g.name)}: ${packed(g.code)}`).join(', ')} };`,
+    `const parts = { ${groups.map((g) => `${JSON.stringify(g.name)}: ${partRef(g.name, g.code)}`).join(', ')} };`,
     'const groups = {};',
-    "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };",
+    run,
     'const fromGroup = (id) => (groups[lazy[id]] ??= run(parts[lazy[id]]).modules)[id];',
     'const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : Object.hasOwn(lazy, id) ? fromGroup(id) : require(id)), { resolve: require.resolve, cache: require.cache });',
     '// Our own code, bundled at build time.',
-    `module.exports = run(${packed(back.outputFiles[0].contents)});`,
+    `module.exports = run(${partRef('command', back.outputFiles[0].contents)});`,
   ].join('\n');
   const done = await front(loader);
-  return done.outputFiles[0].contents;
+  return { front: Buffer.from(done.outputFiles[0].contents).toString('utf8'), files };
 }
 
-for (const { file, module, command } of entries) {
+for (const { name, module, command } of entries) {
+  const entry = path.join(root, 'dist', 'lib', 'adapters', 'entries', `${name}.js`);
+  const cli = await bundle(entry, command, { store: 'files', prefix: name });
+  await writeFile(path.join(cliDir, `${name}.cjs`), cli.front);
+  for (const part of cli.files) await writeFile(path.join(cliDir, part.file), part.code);
+  if (!module) continue;
   const outfile = path.join(outDir, `${module}.cjs`);
   // The ES module bundle of earlier versions: Ansible would find two files for one module name.
   await rm(path.join(outDir, `${module}.js`), { force: true });
-  const text = Buffer.from(await bundle(path.join(root, 'bin', file), command)).toString('utf8');
+  const { front: text } = await bundle(entry, command, { store: 'packed', prefix: name });
   // WANT_JSON tells Ansible to pass the arguments as a JSON file (after the #! line). The
   // interpreter is named directly: Ansible replaces the #! line's program by the host's
   // ansible_<name>_interpreter, and for "/usr/bin/env node" that would be ansible_env_interpreter
@@ -199,4 +233,4 @@ for (const { file, module, command } of entries) {
   await writeFile(outfile, text.replace(/^(#![^\n]*\n)?/, () => '#!/usr/bin/node\n// WANT_JSON\n'));
   await chmod(outfile, 0o755);
 }
-console.error(`bundled ${entries.length} Ansible modules into ${path.relative(root, outDir)}/`);
+console.error(`bundled ${entries.length} commands into ${path.relative(root, cliDir)}/ and ${entries.filter((e) => e.module).length} Ansible modules into ${path.relative(root, outDir)}/`);

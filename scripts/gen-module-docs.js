@@ -11,8 +11,9 @@ import { moduleOptionsDoc } from '../dist/lib/adapters/module-docs.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');
 const stale = [];
-for (const file of (await readdir(path.join(root, 'bin'))).sort()) {
-  const text = await readFile(path.join(root, 'bin', file), 'utf8');
+const entriesDir = path.join(root, 'lib', 'adapters', 'entries');
+for (const file of (await readdir(entriesDir)).sort()) {
+  const text = await readFile(path.join(entriesDir, file), 'utf8');
   const module = /module: '(thinkube_[a-z_]+)'/.exec(text)?.[1];
   const schema = /schema: '([a-z-]+\.schema\.json)'/.exec(text)?.[1];
   if (!module || !schema) continue;

@@ -38,15 +38,16 @@ const DIGEST = `sha256:${'a'.repeat(64)}`;
 
 // ------------------------------------------------------------------ the modules
 
-/** Every bin/ script that is also an Ansible module, with its schema. */
+/** Every command (lib/adapters/entries/) that is also an Ansible module, with its bin/ script and schema. */
 function discoverModules() {
   const out = [];
-  for (const file of readdirSync(path.join(repoRoot, 'bin')).sort()) {
-    if (!file.endsWith('.js')) continue;
-    const text = readFileSync(path.join(repoRoot, 'bin', file), 'utf8');
+  for (const file of readdirSync(path.join(repoRoot, 'lib', 'adapters', 'entries')).sort()) {
+    if (!file.endsWith('.ts')) continue;
+    const text = readFileSync(path.join(repoRoot, 'lib', 'adapters', 'entries', file), 'utf8');
     const module = /module: '([a-z_]+)'/.exec(text)?.[1];
     const schema = /schema: '([a-z-]+\.schema\.json)'/.exec(text)?.[1];
-    if (module && schema) out.push({ name: file.replace(/\.js$/, ''), script: path.join(repoRoot, 'bin', file), module, schema });
+    const name = file.replace(/\.ts$/, '');
+    if (module && schema) out.push({ name, script: path.join(repoRoot, 'bin', `${name}.js`), module, schema });
   }
   return out;
 }

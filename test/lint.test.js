@@ -337,30 +337,7 @@ t.test('bin/lint.js: one JSON object on stdout, problems on stderr, exit 0/1', a
   t.match(badArg.json, { failed: true, error_code: 'ERR_USAGE', msg: /Unknown option --frobnicate/ });
 });
 
-t.test('--help loads neither the command nor any dependency (what keeps it fast; bench/ times it)', async (t) => {
-  // A module hook that writes down every module the process resolves.
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tk-help-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(path.join(dir, 'hooks.mjs'), "import { appendFileSync } from 'node:fs';\nexport async function resolve(specifier, context, next) {\n  const result = await next(specifier, context);\n  appendFileSync(process.env.TK_LOADED, result.url + '\\n');\n  return result;\n}\n");
-  await writeFile(path.join(dir, 'register.mjs'), "import { register } from 'node:module';\nregister(new URL('./hooks.mjs', import.meta.url));\n");
-  const loaded = async (file, args) => {
-    const list = path.join(dir, `${file}-${args.length}.txt`);
-    const result = await run(process.execPath, ['--import', path.join(dir, 'register.mjs'), path.join(repoRoot, 'bin', file), ...args], { cwd: repoRoot, env: { ...process.env, TK_LOADED: list } })
-      .catch((error) => error);
-    const urls = [...new Set((await readFile(list, 'utf8')).split('\n').filter(Boolean))];
-    return { stdout: result.stdout, urls };
-  };
-  for (const file of ['lint.js', 'new-image.js']) {
-    const help = await loaded(file, ['--help']);
-    t.match(help.stdout, new RegExp(`^Usage: ${file.replace('.', '\\.')}`));
-    t.same(help.urls.filter((u) => u.includes('/node_modules/') || u.includes('/adapters/commands/')), [], `${file} --help: no dependency, no command module`);
-    t.ok(help.urls.some((u) => u.endsWith('/dist/lib/adapters/command.js')), `${file} --help: the hook saw the modules it loaded`);
-  }
-  // The same hook on a real run sees the command and its dependencies: the check above can fail.
-  const real = await loaded('lint.js', ['images']);
-  t.ok(real.urls.some((u) => u.endsWith('/dist/lib/adapters/commands/lint.js')), 'a real run loads the command module');
-  t.ok(real.urls.some((u) => u.includes('/node_modules/')), 'and dependencies');
-});
+// What --help and a real run load: test/startup.test.js, for every script.
 
 t.test('new-image: scaffolds folders that pass lint; refuses bad names and existing folders', async (t) => {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'thinkube-new-image-'));

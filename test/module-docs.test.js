@@ -9,8 +9,8 @@ import { repoRoot } from './helpers/env.js';
 import { topLevelProperties, deref } from '../dist/lib/options/option-spec.js';
 import { convertName } from '../dist/lib/options/schema.js';
 
-const modules = readdirSync(path.join(repoRoot, 'bin'))
-  .map((file) => readFileSync(path.join(repoRoot, 'bin', file), 'utf8'))
+const modules = readdirSync(path.join(repoRoot, 'lib', 'adapters', 'entries'))
+  .map((file) => readFileSync(path.join(repoRoot, 'lib', 'adapters', 'entries', file), 'utf8'))
   .map((text) => ({ module: /module: '(thinkube_[a-z_]+)'/.exec(text)?.[1], schema: /schema: '([a-z-]+\.schema\.json)'/.exec(text)?.[1] }))
   .filter((m) => m.module && m.schema);
 

@@ -25,7 +25,7 @@ t.test('--help and a usage error load neither the command nor any dependency', a
     const usage = await loaded([path.join('bin', file), '--frobnicate']);
     t.equal(usage.code, 2, `${file} --frobnicate is a usage error`);
     t.same([...dependencies(usage.urls), ...commands(usage.urls)], [], `${file} --frobnicate: no dependency, no command module`);
-    t.ok(usage.urls.some((u) => u.endsWith('/dist/lib/adapters/command.js')), `${file}: the hook saw the modules it loaded`);
+    t.ok(usage.urls.some((u) => u.endsWith(`/dist/cli/${file.replace('.js', '.cjs')}`)), `${file}: the hook saw the bundle it loaded`);
   }
 });
 
@@ -38,7 +38,7 @@ t.test('bad options fail before the command and its dependencies are loaded; goo
   // The same check can fail: options that pass load the command and what it needs.
   const good = await loaded(['bin/push.js', '--tag', 'localhost:1/x:1', '--engine-host', `unix://${path.join(dir, 'no-engine.sock')}`]);
   t.equal(good.code, 1, 'fails on the missing engine, later');
-  t.ok(good.urls.some((u) => u.endsWith('/dist/lib/adapters/commands/push.js')), 'the command module');
+  t.ok(good.urls.some((u) => u.endsWith('/dist/cli/push.command.cjs')), 'the command part of the bundle');
   t.ok(heavyIn(good.urls).includes('http stack'), `the HTTP stack (${heavyIn(good.urls).join(', ')})`);
   // The engine check is one GET /version over node:http: dockerode waits for a call that needs it.
   t.notOk(heavyIn(good.urls).includes('dockerode'), 'no engine client for the engine check');
@@ -48,7 +48,7 @@ t.test('lint and catalog load no engine client, SSH or HTTP stack', async (t) =>
   for (const file of ['lint.js', 'catalog.js']) {
     const run = await loaded([path.join('bin', file), 'images']);
     t.equal(run.code, 0, `${file} images succeeds`);
-    t.ok(run.urls.some((u) => u.endsWith(`/dist/lib/adapters/commands/${file}`)), `${file} loads its command`);
+    t.ok(run.urls.some((u) => u.endsWith(`/dist/cli/${file.replace('.js', '.command.cjs')}`)), `${file} loads its command`);
     t.same(heavyIn(run.urls), [], `${file} images: none of ${HEAVY.join(', ')}, no HTTP stack`);
   }
 });
@@ -62,7 +62,7 @@ t.test('a pipeline run without a configmap registration in mode cluster loads no
   // Fails at the engine check, after the command and everything it imports were loaded.
   const run = await loaded(['bin/pipeline.js', images, '--registry', 'localhost:1', '--engine-host', `unix://${path.join(dir, 'no-engine.sock')}`]);
   t.equal(run.code, 1, 'fails on the missing engine');
-  t.ok(run.urls.some((u) => u.endsWith('/dist/lib/adapters/commands/pipeline.js')), 'the command module');
+  t.ok(run.urls.some((u) => u.endsWith('/dist/cli/pipeline.command.cjs')), 'the command part of the bundle');
   t.ok(heavyIn(run.urls).includes('http stack'), 'the hook sees the HTTP stack');
   t.notOk(heavyIn(run.urls).includes('dockerode'), 'no engine client for the engine check');
   t.notOk(heavyIn(run.urls).includes('@kubernetes/client-node'), `no Kubernetes client (${heavyIn(run.urls).join(', ')})`);

@@ -32,6 +32,7 @@ export class EnginesExecutor implements BuildExecutor {
   readonly kind: string;
   readonly pool: EnginePool;
   readonly #options: EnginesExecutorOptions;
+  #check: Promise<void> | undefined;
   #checked = false;
 
   constructor(options: EnginesExecutorOptions) {
@@ -45,11 +46,20 @@ export class EnginesExecutor implements BuildExecutor {
     return this.pool.engines.reduce((n, e) => n + e.concurrency, 0);
   }
 
+  /**
+   * Start asking the engines now (the answer is awaited, and a failure thrown, by check()): a caller
+   * reads and checks its images while the engines answer.
+   */
+  probe(): void {
+    if (this.#check) return;
+    this.#check = this.pool.check();
+    this.#check.catch(() => undefined);
+  }
+
   async check(platforms: Array<string | undefined>, what: string): Promise<void> {
-    if (!this.#checked) {
-      await this.pool.check();
-      this.#checked = true;
-    }
+    this.probe();
+    await this.#check;
+    this.#checked = true;
     this.pool.assertPlatforms(platforms, what);
   }
 

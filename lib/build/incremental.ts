@@ -87,6 +87,22 @@ export function clientsFor(options: Pick<BuildOptions, 'tags' | 'auth' | 'regist
   return clients;
 }
 
+/**
+ * Ask the registries for these base images now, all at once: planBuild finds the answers kept
+ * (a failure, too, is left for it to handle). References that do not parse are left to it.
+ */
+export function prefetchBaseManifests(clients: Clients, references: Iterable<string>): void {
+  for (const reference of new Set(references)) {
+    let ref;
+    try {
+      ref = withDefaultTag(parseReference(reference));
+    } catch {
+      continue;
+    }
+    clients.baseManifest(formatReference(ref)).catch(() => undefined);
+  }
+}
+
 async function baseDigest(engine: Engine | undefined, clients: Clients, reference: string): Promise<{ digest?: string; problem?: string }> {
   let ref;
   try {

@@ -13,7 +13,7 @@ import { validate } from '../options/schema.js';
 import { checkImageNames, dependants, formatProblem, order, type Catalog, type CatalogImage, type LintProblem } from '../source/catalog.js';
 import { lintImages } from '../source/lint.js';
 import { isValidTag } from '../registry/reference.js';
-import { clientsFor } from '../build/incremental.js';
+import { clientsFor, prefetchBaseManifests } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
 import { ClusterExecutor } from '../build/argo/executor.js';
 import type { BuildExecutor } from '../build/executor.js';
@@ -135,6 +135,18 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const project = options.project as string;
   const tagNames = options.tags as string[];
   const buildArgs = { HARBOR_REGISTRY: options.registry, ...(options.buildArgs ?? {}) };
+  const cluster = options.executor === 'kubernetes';
+  // The engines answer their check while the images are read and checked; a bad engine option
+  // is still reported after the images' problems, where the executor was always made.
+  let local: EnginesExecutor | Error | undefined;
+  if (!cluster) {
+    try {
+      local = localExecutor(options);
+      local.probe();
+    } catch (error) {
+      local = error as Error;
+    }
+  }
   const lint = await lintImages(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs });
   const { catalog } = lint;
   const selected = options.images ?? catalog.images.map((i) => i.name);
@@ -148,22 +160,16 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
   const byName = new Map(catalog.images.map((i) => [i.name, i]));
   const inRun = new Set(selected);
 
-  const cluster = options.executor === 'kubernetes';
   const settings = cluster ? kubernetesSettings(options) : undefined;
   if (cluster) checkClusterOptions(options);
   const clients = clientsFor({ tags: [`${options.registry}/${project}/x`], auth: options.auth, registryTls: options.registryTls }, controls);
   const clusterExecutor = cluster ? new ClusterExecutor(dryRun ? undefined : { registry: options.registry, clients, connection: settings?.connection }) : undefined;
   // A bad kubeconfig fails the run before anything is planned or uploaded.
   if (clusterExecutor && !dryRun) await clusterExecutor.connect();
-  const executor: BuildExecutor = clusterExecutor ?? new EnginesExecutor({
-    engines: options.engines,
-    engine: options.engine,
-    concurrency: options.concurrency,
-    registry: options.registry,
-    auth: options.auth,
-    registryTls: options.registryTls,
-    retry: options.retry,
-  });
+  if (local instanceof Error) throw local;
+  const executor: BuildExecutor = clusterExecutor ?? (local as EnginesExecutor);
+  // Bases from outside the set are asked for while the engines answer (planning finds the answers).
+  prefetchBaseManifests(clients, plan.images.flatMap((i) => i.baseImages.filter((b) => ['external', 'base', 'missing'].includes(b.kind) && !b.reference.includes('$')).map((b) => b.reference)));
   const platformsOf = (image: CatalogImage): string[] | undefined => image.metadata?.platforms ?? options.platforms;
   await executor.check(plan.images.flatMap((i) => platformsOf(i) ?? [undefined]), 'the pipeline');
 
@@ -272,6 +278,19 @@ async function submitWorkflow(runs: Map<string, ImageRun>, results: Map<string, 
     workflow.builds = submitted.builds;
   }
   return workflow;
+}
+
+/** The executor of the engine or engines of the options. */
+function localExecutor(options: PipelineOptions): EnginesExecutor {
+  return new EnginesExecutor({
+    engines: options.engines,
+    engine: options.engine,
+    concurrency: options.concurrency,
+    registry: options.registry,
+    auth: options.auth,
+    registryTls: options.registryTls,
+    retry: options.retry,
+  });
 }
 
 /** What every build of a catalog image shares. */
