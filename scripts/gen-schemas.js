@@ -51,11 +51,12 @@ async function makeAjv(docs) {
 
 /**
  * Validators compiled ahead of time (ajv's standalone code): compiling the schemas at start-up cost
- * every process about 150 ms of CPU. The code of each schema file is kept brotli-compressed and
- * turned into functions on the file's first validation: a process parses only the validators it
- * uses (as source text, all of them, about 1 MB, cost every process and Ansible module ~40 ms).
- * A file's code gives its root validator, one per definition, and for a file with properties its
- * `partial`: the same properties, none required, which validate() uses for a part (`pick`).
+ * every process about 150 ms of CPU. Each validator's code is kept brotli-compressed on its own and
+ * turned into a function when it is first used: a process parses only the validators it calls
+ * (as source text, all of them, about 1 MB, cost every process and Ansible module ~40 ms; a
+ * schema file at a time, the pipeline's run still ~40 ms). A file has its root validator, one per
+ * definition, and for a file with properties its `partial`: the same properties, none required,
+ * which validate() uses for a part (`pick`).
  */
 async function generateValidators(original) {
   const { default: standalone } = await import('ajv/dist/standalone/index.js');
@@ -80,16 +81,9 @@ async function generateValidators(original) {
     }
   };
   for (const [file, doc] of Object.entries(docs)) mark(doc, file, '');
-  for (const [file, doc] of Object.entries(docs)) {
-    const ajv = await makeAjv(docs);
-    const refs = { root: doc.$id };
-    const definitions = Object.keys(doc.definitions ?? {});
-    definitions.forEach((name, i) => (refs[`d${i}`] = `${doc.$id}#/definitions/${name}`));
-    if (doc.properties) {
-      ajv.addSchema({ $id: `${doc.$id}?partial`, definitions: doc.definitions, type: 'object', additionalProperties: false, properties: doc.properties });
-      refs.partial = `${doc.$id}?partial`;
-    }
-    let code = standalone(ajv, refs).replace(/^"use strict";/, '');
+  /** The code of one validator: a function body that returns it. */
+  const validatorCode = (ajv, file, ref) => {
+    let code = standalone(ajv, { v: ref }).replace(/^"use strict";/, '');
     code = code.replace(/const (func\d+) = require\("([^"]+)"\)\.default;/g, (_, name, module) => {
       if (!runtime.has(module)) runtime.set(module, `runtime${runtime.size}`);
       // A CommonJS module imported from ESM: its exports object (whose `default` is the function).
@@ -101,11 +95,20 @@ async function generateValidators(original) {
     });
     code = code.replace(/"@@thinkube-default ([^#"]+)#([^"@]*)@@"/g, (_, f, pointer) => `defaultAt(${JSON.stringify(f)}, ${JSON.stringify(pointer)})`);
     if (code.includes('@@thinkube-default')) throw new Error(`standalone code of ${file} holds a default this generator does not convert`);
-    code = code.replace(/export const (\w+) = (\w+);/g, 'out.$1 = $2;');
+    code = code.replace(/export const v = (\w+);/, 'out.v = $1;');
     if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
-    const defs = definitions.map((name, i) => `${JSON.stringify(name)}: out.d${i}`).join(', ');
-    const body = `"use strict";const out = {};${code}\nreturn { root: out.root, definitions: { ${defs} }${doc.properties ? ', partial: out.partial' : ''} };`;
-    sources.push(`  ${JSON.stringify(file)}: '${brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64')}',`);
+    const body = `"use strict";const out = {};${code}\nreturn out.v;`;
+    return `'${brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64')}'`;
+  };
+  for (const [file, doc] of Object.entries(docs)) {
+    const ajv = await makeAjv(docs);
+    if (doc.properties) ajv.addSchema({ $id: `${doc.$id}?partial`, definitions: doc.definitions, type: 'object', additionalProperties: false, properties: doc.properties });
+    const definitions = Object.keys(doc.definitions ?? {}).map((name) => `      ${JSON.stringify(name)}: ${validatorCode(ajv, file, `${doc.$id}#/definitions/${name}`)},`);
+    sources.push(
+      `  ${JSON.stringify(file)}: {\n    root: ${validatorCode(ajv, file, doc.$id)},\n` +
+        (doc.properties ? `    partial: ${validatorCode(ajv, file, `${doc.$id}?partial`)},\n` : '') +
+        (definitions.length ? `    definitions: {\n${definitions.join('\n')}\n    },\n  },` : '    definitions: {},\n  },'),
+    );
   }
   const names = [...runtime.values()];
   const imports = [...runtime].map(([module, name]) => `import ${name} from '${module}.js';`).join('\n');
@@ -115,16 +118,32 @@ async function generateValidators(original) {
     '/** A compiled validator: true when valid (defaults filled in); the problems in `errors` otherwise. */\n' +
     'export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
     'export interface FileValidators {\n  root: Validator;\n  definitions: Record<string, Validator>;\n  partial?: Validator;\n}\n\n' +
-    '/** Per schema file, the base64 of its brotli-compressed validator code. */\n' +
-    `const sources: Record<string, string> = {\n${sources.join('\n')}\n};\n\n` +
-    '/** The validators of a schema file, made from its generated code (undefined for an unknown file). */\n' +
-    '/** `defaultAt(file, pointer)` returns a fresh copy of the default at that place of the schema documents. */\n' +
+    'interface Sources {\n  root: string;\n  partial?: string;\n  definitions: Record<string, string>;\n}\n\n' +
+    '/** Per schema file, the base64 of each validator\'s brotli-compressed code. */\n' +
+    `const sources: Record<string, Sources> = {\n${sources.join('\n')}\n};\n\n` +
+    '/**\n * The validators of a schema file, each made from its generated code when first used (undefined\n' +
+    ' * for an unknown file). `defaultAt(file, pointer)` returns a fresh copy of the default at that\n * place of the schema documents.\n */\n' +
     'export function makeValidators(file: string, defaultAt: (file: string, pointer: string) => unknown): FileValidators | undefined {\n' +
     '  const source = Object.hasOwn(sources, file) ? sources[file] : undefined;\n' +
     '  if (source === undefined) return undefined;\n' +
-    "  const code = brotliDecompressSync(Buffer.from(source, 'base64')).toString('utf8');\n" +
-    '  // Code generated at build time from schemas/ by ajv, never from input.\n' +
-    `  return new Function(${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt', code)(${names.join(', ')}, defaultAt) as FileValidators;\n` +
+    '  const lazy = (target: object, key: string, text: string): void => {\n' +
+    '    let made: Validator | undefined;\n' +
+    '    Object.defineProperty(target, key, {\n' +
+    '      enumerable: true,\n' +
+    '      get: () => {\n' +
+    '        if (made) return made;\n' +
+    "        const code = brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8');\n" +
+    '        // Code generated at build time from schemas/ by ajv, never from input.\n' +
+    `        made = new Function(${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt', code)(${names.join(', ')}, defaultAt) as Validator;\n` +
+    '        return made;\n' +
+    '      },\n' +
+    '    });\n' +
+    '  };\n' +
+    '  const out = { definitions: {} } as FileValidators;\n' +
+    "  lazy(out, 'root', source.root);\n" +
+    "  if (source.partial !== undefined) lazy(out, 'partial', source.partial);\n" +
+    '  for (const [name, text] of Object.entries(source.definitions)) lazy(out.definitions, name, text);\n' +
+    '  return out;\n' +
     '}\n'
   );
 }

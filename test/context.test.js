@@ -46,7 +46,7 @@ function tarEntries(buffer) {
 
 async function packToBuffer(scan) {
   const chunks = [];
-  for await (const chunk of packContext(scan)) chunks.push(chunk);
+  for await (const chunk of await packContext(scan)) chunks.push(chunk);
   return Buffer.concat(chunks);
 }
 
@@ -305,7 +305,7 @@ t.test('packContext streams: a 256 MiB file is never held in memory', async (t) 
   const before = process.memoryUsage().rss;
   let peak = before;
   let bytes = 0;
-  for await (const chunk of packContext(scan)) {
+  for await (const chunk of await packContext(scan)) {
     bytes += chunk.length;
     peak = Math.max(peak, process.memoryUsage().rss);
   }

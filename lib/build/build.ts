@@ -3,9 +3,7 @@
  * the same on dockerd and Podman), report progress as typed events, and turn errors that the
  * engine reports inside the stream into a BuildError naming the failing step.
  */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { BuildError, ThinkubeImageError } from '../core/errors.js';
 import { connectEngine, engineError, engineProduct, type Engine } from '../engine/engine.js';
 import { packContext, scanContext, withDockerfileText, type ContextScan } from '../source/context.js';
@@ -16,6 +14,7 @@ import type { BuildOptions } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';
 import { parseReference } from '../registry/reference.js';
 import { registryLayerCache } from './layer-cache.js';
+import { git } from '../source/git.js';
 
 export type { BuildOptions };
 
@@ -44,20 +43,10 @@ const FINISHED_LINE = /^(?:Successfully (?:built|tagged) |COMMIT )/;
 const LOG_TAIL_LINES = 100;
 const MAX_PARTIAL_LINE = 64 * 1024;
 
-const execFileAsync = promisify(execFile);
-
 async function gitFacts(dir: string): Promise<{ revision?: string; source?: string }> {
-  const git = async (...args: string[]): Promise<string | undefined> => {
-    try {
-      const { stdout } = await execFileAsync('git', ['-C', dir, ...args], { timeout: 5000 });
-      return stdout.trim() || undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const revision = await git('rev-parse', 'HEAD');
+  // Both at once: outside a repository both fail, and nothing is lost.
+  const [revision, remote] = await Promise.all([git(dir, ['rev-parse', 'HEAD']), git(dir, ['remote', 'get-url', 'origin'])]);
   if (!revision) return {};
-  const remote = await git('remote', 'get-url', 'origin');
   return { revision, source: remote ? stripUserInfo(remote) : undefined };
 }
 
@@ -215,7 +204,7 @@ export async function runBuild(
 
   let stream: NodeJS.ReadableStream;
   arm();
-  const context = packContext(sent);
+  const context = await packContext(sent);
   try {
     stream = await (await engine.client()).buildImage(context as unknown as NodeJS.ReadableStream, query as object);
   } catch (error) {

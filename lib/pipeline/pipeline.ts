@@ -6,12 +6,12 @@
  * Check mode runs the same graph with dryRun and predicts the real run's `changed`.
  */
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { ThinkubeImageError } from '../core/errors.js';
 import { emit, type OperationControls } from '../core/progress.js';
 import { validate } from '../options/schema.js';
 import { checkImageNames, dependants, formatProblem, order, type Catalog, type CatalogImage, type LintProblem } from '../source/catalog.js';
 import { lintImages } from '../source/lint.js';
+import { git } from '../source/git.js';
 import { isValidTag } from '../registry/reference.js';
 import { clientsFor, prefetchBaseManifests } from '../build/incremental.js';
 import { EnginesExecutor } from '../build/engines-executor.js';
@@ -336,10 +336,8 @@ export function imageTags(image: CatalogImage, options: PipelineOptions, tagName
 
 /** git-<short commit>[-dirty] of the folder, or undefined outside a git repository. */
 export async function gitRevisionTag(dir: string): Promise<string | undefined> {
-  const run = (args: string[]): Promise<string | undefined> =>
-    new Promise((resolve) => execFile('git', ['-C', dir, ...args], { timeout: 5000 }, (error, stdout) => resolve(error ? undefined : stdout.trim())));
-  const commit = await run(['rev-parse', '--short=12', 'HEAD']);
+  const commit = await git(dir, ['rev-parse', '--short=12', 'HEAD']);
   if (!commit) return undefined;
-  const dirty = await run(['status', '--porcelain', '--', '.']);
+  const dirty = await git(dir, ['status', '--porcelain', '--', '.']);
   return `git-${commit}${dirty ? '-dirty' : ''}`;
 }

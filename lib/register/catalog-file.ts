@@ -8,7 +8,6 @@ import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import writeFileAtomic from 'write-file-atomic';
 import { ThinkubeImageError } from '../core/errors.js';
 import { canonicalJson } from './control-client.js';
 import type { RegisteredImage } from '../options/generated/types.js';
@@ -128,6 +127,8 @@ export async function writeJsonAtomic(file: string, value: unknown): Promise<voi
 /** Write text atomically (temporary file + rename). */
 export async function writeTextAtomic(file: string, text: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
+  // Loaded when something is written: an unchanged catalog is only read.
+  const { default: writeFileAtomic } = await import('write-file-atomic');
   try {
     await writeFileAtomic(file, text);
   } catch (error) {

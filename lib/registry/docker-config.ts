@@ -2,7 +2,6 @@
  * Registry credentials from a Docker CLI config.json, found the way `docker push` finds them:
  * credHelpers / credsStore helpers first, then the `auths` entries.
  */
-import { spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -105,6 +104,8 @@ async function fromHelper(helper: string, serverAddress: string): Promise<Regist
   }
   const program = `docker-credential-${helper}`;
   const result = await new Promise<{ code: number | null; stdout: string; stderr: string; missing: boolean }>((resolve) => {
+    // node:child_process on first use: most runs ask no credential helper.
+    const { spawn } = process.getBuiltinModule('node:child_process') as typeof import('node:child_process');
     const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'] });
     // Our own timer: spawn's `timeout` option is not cleared when the program does not exist.
     const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS);

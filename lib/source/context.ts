@@ -9,7 +9,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as dockerignoreModule from '@balena/dockerignore';
-import tarFs from 'tar-fs';
+import type tarFs from 'tar-fs';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import { schemaDefault } from '../options/defaults.js';
 
@@ -245,12 +245,14 @@ export function withDockerfileText(scan: ContextScan, text: Buffer): ContextScan
   return { ...scan, dockerfile: text, dockerfileName, dockerfileOutside: true };
 }
 
-export function packContext(scan: ContextScan, options: { mtime?: Date } = {}): Readable {
+export async function packContext(scan: ContextScan, options: { mtime?: Date } = {}): Promise<Readable> {
+  // Loaded when a context is sent: a no-op run sends none.
+  const { default: tar } = await import('tar-fs');
   // Like the Docker CLI: a Dockerfile from outside the context goes in under a generated name and
   // the .dockerignore sent lists that name, so the engine drops it before COPY . can see it.
   const ignoreEntry = scan.entries.find((e) => e.path === '.dockerignore');
   const entries = scan.dockerfileOutside ? scan.entries.filter((e) => e !== ignoreEntry) : scan.entries;
-  return tarFs.pack(scan.root, {
+  return tar.pack(scan.root, {
     entries: entries.map((e) => e.path),
     // The scan already decided every entry; stop tar-fs from walking folders again.
     ignore: () => true,

@@ -60,7 +60,7 @@ export async function contextImageFor(registry: string, imageRepository: string,
 async function tarOf(scan: ContextScan): Promise<Buffer> {
   const chunks: Buffer[] = [];
   // Fixed times: the same files give the same layer bytes.
-  for await (const chunk of packContext(scan, { mtime: new Date(0) })) chunks.push(chunk as Buffer);
+  for await (const chunk of await packContext(scan, { mtime: new Date(0) })) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
