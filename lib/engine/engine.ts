@@ -171,14 +171,6 @@ export async function withEngineTimeout<T>(engine: Engine, doing: string, call: 
   }
 }
 
-/** Ping the engine: resolves to its version info, or throws ERR_ENGINE_UNREACHABLE naming the address. */
-export async function checkEngine(engine: Engine): Promise<{ version: string; apiVersion: string; os: string; arch: string }> {
-  return withEngineTimeout(engine, 'checking the engine', async (abortSignal) => {
-    const version = await engineGet<Record<string, string>>(engine, '/version', abortSignal);
-    return { version: version.Version ?? 'unknown', apiVersion: version.ApiVersion ?? 'unknown', os: version.Os ?? 'linux', arch: version.Arch ?? 'amd64' };
-  });
-}
-
 export interface EngineProduct {
   /** podman: Podman's Docker-compatible service; docker: dockerd (or anything else that answers). */
   name: 'docker' | 'podman';
@@ -186,6 +178,21 @@ export interface EngineProduct {
 }
 
 const products = new WeakMap<Engine, Promise<EngineProduct>>();
+
+function productOf(version: Docker.DockerVersion): EngineProduct {
+  const podman = version.Components?.find((c) => /podman/i.test(c.Name));
+  return podman ? { name: 'podman', version: podman.Version } : { name: 'docker', version: version.Version };
+}
+
+/** Ping the engine: resolves to its version info, or throws ERR_ENGINE_UNREACHABLE naming the address. */
+export async function checkEngine(engine: Engine): Promise<{ version: string; apiVersion: string; os: string; arch: string }> {
+  return withEngineTimeout(engine, 'checking the engine', async (abortSignal) => {
+    const version = await engineGet<Docker.DockerVersion>(engine, '/version', abortSignal);
+    // The same answer tells which engine this is: a build then need not ask again.
+    if (!products.has(engine)) products.set(engine, Promise.resolve(productOf(version)));
+    return { version: version.Version ?? 'unknown', apiVersion: version.ApiVersion ?? 'unknown', os: version.Os ?? 'linux', arch: version.Arch ?? 'amd64' };
+  });
+}
 
 /**
  * Which engine answers at this connection, asked once (Podman's service lists a "Podman Engine"
@@ -195,10 +202,7 @@ export function engineProduct(engine: Engine): Promise<EngineProduct> {
   let product = products.get(engine);
   if (!product) {
     product = engineGet<Docker.DockerVersion>(engine, '/version', AbortSignal.timeout(engine.timeoutMs)).then(
-      (version): EngineProduct => {
-        const podman = version.Components?.find((c) => /podman/i.test(c.Name));
-        return podman ? { name: 'podman', version: podman.Version } : { name: 'docker', version: version.Version };
-      },
+      productOf,
       (error: unknown) => {
         products.delete(engine);
         throw engineError(engine, error, 'asking the engine for its version');
