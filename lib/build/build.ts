@@ -14,7 +14,7 @@ import type { BuildOptions } from '../options/generated/types.js';
 import { schemaDefault } from '../options/defaults.js';
 import { parseReference } from '../registry/reference.js';
 import { registryLayerCache } from './layer-cache.js';
-import { git } from '../source/git.js';
+import { gitHead } from '../source/git.js';
 
 export type { BuildOptions };
 
@@ -44,10 +44,9 @@ const LOG_TAIL_LINES = 100;
 const MAX_PARTIAL_LINE = 64 * 1024;
 
 async function gitFacts(dir: string): Promise<{ revision?: string; source?: string }> {
-  // Both at once: outside a repository both fail, and nothing is lost.
-  const [revision, remote] = await Promise.all([git(dir, ['rev-parse', 'HEAD']), git(dir, ['remote', 'get-url', 'origin'])]);
-  if (!revision) return {};
-  return { revision, source: remote ? stripUserInfo(remote) : undefined };
+  const { commit, origin } = await gitHead(dir);
+  if (!commit) return {};
+  return { revision: commit, source: origin ? stripUserInfo(origin) : undefined };
 }
 
 /** A remote URL may carry a token (https://user:token@host/...): never let it into a label. */
