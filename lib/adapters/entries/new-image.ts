@@ -1,5 +1,5 @@
-// The new-image command: what bin/new-image.js runs. scripts/bundle-modules.js
-// bundles it into dist/cli/; the work is loaded only once the options are valid.
+// The new-image command: what bin/new-image.js runs. scripts/bundle-modules.js bundles it into
+// dist/cli/; the work is loaded only once the options are valid.
 import { runCommand } from '../command.js';
 
 // No top-level await: the bundles are CommonJS (see scripts/bundle-modules.js).

@@ -1,5 +1,6 @@
-// The pipeline command: what bin/pipeline.js runs and the Ansible module thinkube_image_pipeline is. scripts/bundle-modules.js
-// bundles it into dist/cli/ and ansible/library/; the work is loaded only once the options are valid.
+// The pipeline command: what bin/pipeline.js runs and the Ansible module thinkube_image_pipeline
+// is. scripts/bundle-modules.js bundles it into dist/cli/ and ansible/library/; the work is loaded
+// only once the options are valid.
 import { runCommand } from '../command.js';
 
 // No top-level await: the bundles are CommonJS (see scripts/bundle-modules.js).
