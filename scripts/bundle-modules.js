@@ -123,11 +123,12 @@ const packed = (code) => JSON.stringify(brotliCompressSync(code, { params: { [zl
  * one schema set); the lazy groups above are parts of their own, compiled when the command first
  * requires one of their packages.
  *
- * `store` says where a part goes: 'packed' keeps it in the front as a brotli-compressed string
- * (the self-contained Ansible module), 'files' writes it as <name>.<part>.cjs beside the front.
- * Returns the front's code and the part files to write.
+ * The parts are built once; `assemble(store, prefix)` then makes a front for them. `store` says
+ * where a part goes: 'packed' keeps it in the front as a brotli-compressed string (the
+ * self-contained Ansible module), 'files' writes it as <prefix>.<part>.cjs beside the front. It
+ * returns the front's code and the part files to write.
  */
-async function bundle(entry, commandFile, { store, prefix }) {
+async function bundle(entry, commandFile) {
   const commandPath = path.join(root, 'dist', 'lib', 'adapters', 'commands', commandFile);
   // The front, first with an empty command part: which of our modules it holds.
   const front = async (contents) =>
@@ -221,44 +222,48 @@ async function bundle(entry, commandFile, { store, prefix }) {
     });
     groups.push({ name, ids, code: part.outputFiles[0].contents });
   }
-  const files = [];
-  // A part as the loader finds it: a packed string, or the name of its file beside the front.
-  const partRef = (part, code) => {
-    if (store === 'packed') return packed(code);
-    const file = `${prefix}.${part}.cjs`;
-    // The part's code takes the loader's require (the front's shared modules, the lazy groups).
-    files.push({ file, code: `'use strict';\nmodule.exports = function (require, module, exports, __filename, __dirname) {\n${Buffer.from(code).toString('utf8')}\n};\n` });
-    return JSON.stringify(file);
+  const assemble = async (store, prefix) => {
+    const files = [];
+    // A part as the loader finds it: a packed string, or the name of its file beside the front.
+    const partRef = (part, code) => {
+      if (store === 'packed') return packed(code);
+      const file = `${prefix}.${part}.cjs`;
+      // The part's code takes the loader's require (the front's shared modules, the lazy groups).
+      files.push({ file, code: `'use strict';\nmodule.exports = function (require, module, exports, __filename, __dirname) {\n${Buffer.from(code).toString('utf8')}\n};\n` });
+      return JSON.stringify(file);
+    };
+    const run =
+      store === 'packed'
+        ? "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };"
+        : "const run = (file) => { const part = { exports: {} }; require(require('node:path').join(__dirname, file))(need, part, part.exports, __filename, __dirname); return part.exports; };";
+    const loader = [
+      `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,
+      `const lazy = { ${groups.flatMap((g) => g.ids.map((id) => `${JSON.stringify(id)}: ${JSON.stringify(g.name)}`)).join(', ')} };`,
+      `const parts = { ${groups.map((g) => `${JSON.stringify(g.name)}: ${partRef(g.name, g.code)}`).join(', ')} };`,
+      'const groups = {};',
+      run,
+      'const fromGroup = (id) => (groups[lazy[id]] ??= run(parts[lazy[id]]).modules)[id];',
+      'const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : Object.hasOwn(lazy, id) ? fromGroup(id) : require(id)), { resolve: require.resolve, cache: require.cache });',
+      '// Our own code, bundled at build time.',
+      `module.exports = run(${partRef('command', back.outputFiles[0].contents)});`,
+    ].join('\n');
+    const done = await front(loader);
+    return { front: Buffer.from(done.outputFiles[0].contents).toString('utf8'), files };
   };
-  const run =
-    store === 'packed'
-      ? "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };"
-      : "const run = (file) => { const part = { exports: {} }; require(require('node:path').join(__dirname, file))(need, part, part.exports, __filename, __dirname); return part.exports; };";
-  const loader = [
-    `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,
-    `const lazy = { ${groups.flatMap((g) => g.ids.map((id) => `${JSON.stringify(id)}: ${JSON.stringify(g.name)}`)).join(', ')} };`,
-    `const parts = { ${groups.map((g) => `${JSON.stringify(g.name)}: ${partRef(g.name, g.code)}`).join(', ')} };`,
-    'const groups = {};',
-    run,
-    'const fromGroup = (id) => (groups[lazy[id]] ??= run(parts[lazy[id]]).modules)[id];',
-    'const need = Object.assign((id) => (Object.hasOwn(shared, id) ? shared[id]() : Object.hasOwn(lazy, id) ? fromGroup(id) : require(id)), { resolve: require.resolve, cache: require.cache });',
-    '// Our own code, bundled at build time.',
-    `module.exports = run(${partRef('command', back.outputFiles[0].contents)});`,
-  ].join('\n');
-  const done = await front(loader);
-  return { front: Buffer.from(done.outputFiles[0].contents).toString('utf8'), files };
+  return { assemble };
 }
 
 for (const { name, module, command } of entries) {
   const entry = path.join(root, 'dist', 'lib', 'adapters', 'entries', `${name}.js`);
-  const cli = await bundle(entry, command, { store: 'files', prefix: name });
+  const parts = await bundle(entry, command);
+  const cli = await parts.assemble('files', name);
   await writeFile(path.join(cliDir, `${name}.cjs`), cli.front);
   for (const part of cli.files) await writeFile(path.join(cliDir, part.file), part.code);
   if (!module) continue;
   const outfile = path.join(outDir, `${module}.cjs`);
   // The ES module bundle of earlier versions: Ansible would find two files for one module name.
   await rm(path.join(outDir, `${module}.js`), { force: true });
-  const { front: text } = await bundle(entry, command, { store: 'packed', prefix: name });
+  const { front: text } = await parts.assemble('packed', name);
   // WANT_JSON tells Ansible to pass the arguments as a JSON file (after the #! line). The
   // interpreter is named directly: Ansible replaces the #! line's program by the host's
   // ansible_<name>_interpreter, and for "/usr/bin/env node" that would be ansible_env_interpreter

@@ -75,11 +75,13 @@ export function clientsFor(options: Pick<BuildOptions, 'tags' | 'auth' | 'regist
       return client;
     },
     baseManifest(reference) {
-      let head = bases.get(reference);
+      // One answer per image however it is written (busybox, docker.io/library/busybox:latest).
+      const ref = withDefaultTag(parseReference(reference));
+      const key = formatReference(ref);
+      let head = bases.get(key);
       if (!head) {
-        const ref = withDefaultTag(parseReference(reference));
         head = clients.get(ref.registry).then((client) => client.headManifest(ref.repository, ref.digest ?? (ref.tag as string)));
-        bases.set(reference, head);
+        bases.set(key, head);
       }
       return head;
     },
@@ -93,13 +95,11 @@ export function clientsFor(options: Pick<BuildOptions, 'tags' | 'auth' | 'regist
  */
 export function prefetchBaseManifests(clients: Clients, references: Iterable<string>): void {
   for (const reference of new Set(references)) {
-    let ref;
     try {
-      ref = withDefaultTag(parseReference(reference));
+      clients.baseManifest(reference).catch(() => undefined);
     } catch {
-      continue;
+      // Not a valid reference: planBuild reports it.
     }
-    clients.baseManifest(formatReference(ref)).catch(() => undefined);
   }
 }
 
