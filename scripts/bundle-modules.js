@@ -45,6 +45,11 @@ const common = {
   // node_modules): bundle the npm package it declares instead.
   alias: { punycode: 'punycode/' },
   legalComments: 'none',
+  // No comments or indentation: less to read and to checksum for the compile cache each start,
+  // and no UTF-8 (comments hold a few non-ASCII characters; an all-ASCII file is read as
+  // Latin-1, several times faster). Names stay, for readable profiles and stack traces.
+  minifyWhitespace: true,
+  charset: 'ascii',
   logLevel: 'warning',
   // Code that finds files of the package from its own place (lint's default images folder):
   // the bundle's file (run() passes it on to a part).
