@@ -4,7 +4,8 @@
  * The command's work itself is loaded lazily, after its options were validated, so that --help, a
  * usage error and bad options start fast.
  */
-import { basename } from 'node:path';
+import { getCompileCacheDir } from 'node:module';
+import path, { basename } from 'node:path';
 import { looksLikeAnsibleInvocation, readAnsibleArgs, toSnakeKeys } from './ansible.js';
 import { UsageError, createProgressRenderer, helpText, parseArgs, type CliCommandInfo } from './cli.js';
 import type { SchemaFile } from '../options/generated/schemas.js';
@@ -15,6 +16,7 @@ import { Redactor } from '../core/redact.js';
 import { ValidationError, isThinkubeImageError } from '../core/errors.js';
 import { convertNameLight } from '../options/naming.js';
 import { MIN_SECRET_LENGTH, buildArgSecrets } from '../core/secrets.js';
+import { setValidatorCacheDir } from '../options/validator-code.js';
 
 export interface CommandContext {
   /** Ansible check mode or --check: report what would happen, change nothing. */
@@ -192,9 +194,22 @@ function writeResult(result: Record<string, unknown>, redactor: Redactor): void 
 }
 
 /** Entry point of every bin/ script. */
+/**
+ * Where the validators' code cache is kept: in Node's compile cache folder (bin/ turns that cache
+ * on). An Ansible module uses the folder Node would use: Node's own cache is not turned on for it,
+ * as it would keep a new entry for every run (Ansible copies the module to a new path each time).
+ */
+function codeCacheDir(ansible: boolean): string | undefined {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE) return undefined;
+  const own = getCompileCacheDir?.();
+  if (own || !ansible) return own;
+  return process.env.NODE_COMPILE_CACHE || path.join(process.getBuiltinModule('node:os').tmpdir(), 'node-compile-cache');
+}
+
 export async function runCommand(definition: CommandDefinition, argv: string[] = process.argv.slice(2)): Promise<void> {
   const redactor = new Redactor();
   const ansible = looksLikeAnsibleInvocation(argv);
+  setValidatorCacheDir(codeCacheDir(ansible));
   const warnings: string[] = [];
   let retries = 0;
   // Warnings reported as events; kept for a failure, whose result has no warnings of its own.
