@@ -10,8 +10,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Script } from 'node:vm';
-import { brotliDecompressSync } from 'node:zlib';
+import type { Script } from 'node:vm';
 
 /** A validator's code: brotli-compressed, base64; id names its content (a hash, set by the generator). */
 export interface ValidatorSource {
@@ -33,6 +32,9 @@ export function setValidatorCacheDir(dir: string | undefined): void {
 
 /** The function the validator's code returns, called with `args` (named `params` in the code). */
 export function compileValidator(source: ValidatorSource, params: readonly string[], args: readonly unknown[]): unknown {
+  // Loaded on the first validation, not with the command's start (--help validates nothing).
+  const { brotliDecompressSync } = process.getBuiltinModule('node:zlib') as typeof import('node:zlib');
+  const { Script } = process.getBuiltinModule('node:vm') as typeof import('node:vm');
   const code = brotliDecompressSync(Buffer.from(source.code, 'base64')).toString('utf8');
   const file = cacheDir ? path.join(cacheDir, `${source.id}-${process.version}-${process.arch}.bin`) : undefined;
   let cachedData: Buffer | undefined;

@@ -3,15 +3,15 @@
  * that nothing unsafe or outside the context is sent, and a streamed tar of exactly those files.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { access, lstat, readFile, readdir, readlink, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { accessSync, constants as fsConstants, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as dockerignoreModule from '@balena/dockerignore';
 import type tarFs from 'tar-fs';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import { schemaDefault } from '../options/defaults.js';
+import { timeSlices } from '../core/time-slice.js';
 
 // A CommonJS module whose typings claim an ES default export: take the factory either way.
 const dockerignore = ((dockerignoreModule as { default?: unknown }).default ?? dockerignoreModule) as (options?: { ignorecase?: boolean }) => dockerignoreModule.Ignore;
@@ -49,17 +49,6 @@ export interface ScanOptions {
   maxBytes?: number;
   /** Send symlinks whose target is outside the context (as links). Default false: refused. */
   allowExternalSymlinks?: boolean;
-}
-
-/** File system calls in flight while scanning one folder. */
-const SCAN_CONCURRENCY = 16;
-
-interface Probe {
-  st?: Stats;
-  error?: unknown;
-  excluded: boolean;
-  readable?: boolean;
-  linkTarget?: string;
 }
 
 function contextError(message: string, hint: string, details: Record<string, unknown> = {}): ThinkubeImageError {
@@ -144,49 +133,31 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
   let totalBytes = 0;
   let fileCount = 0;
 
-  // The file system calls of one folder run a few at a time (they wait on the disk or the thread
-  // pool, not the CPU); the results are then taken in name order, so entries stay sorted.
-  const probe = async (relDir: string, absDir: string, names: string[]): Promise<Probe[]> => {
-    const out = new Array<Probe>(names.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < names.length) {
-        const index = next++;
-        const name = names[index] as string;
-        const rel = relDir ? `${relDir}/${name}` : name;
-        const abs = path.join(absDir, name);
-        try {
-          const st = await lstat(abs);
-          const excluded = !always.has(rel) && matcher.ignores(rel);
-          const probed: Probe = { st, excluded };
-          if (!excluded && st.isFile()) probed.readable = await access(abs, fsConstants.R_OK).then(() => true, () => false);
-          if (!excluded && st.isSymbolicLink()) probed.linkTarget = await readlink(abs);
-          out[index] = probed;
-        } catch (error) {
-          out[index] = { error, excluded: false };
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(SCAN_CONCURRENCY, names.length) }, worker));
-    return out;
+  // Synchronous calls, a slice at a time (lib/core/time-slice.ts): a context is mostly small files,
+  // and one promise-based call per file cost five times the CPU of the walk itself.
+  const slice = timeSlices();
+  const readable = (abs: string): boolean => {
+    try {
+      accessSync(abs, fsConstants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
   };
-
   const walk = async (relDir: string): Promise<void> => {
     const absDir = relDir ? path.join(root, relDir) : root;
     let names: string[];
     try {
-      names = (await readdir(absDir)).sort();
+      names = readdirSync(absDir).sort();
     } catch (error) {
       throw contextError(`Cannot read folder ${absDir} in the build context (${errorCodeOf(error) ?? 'error'})`, 'Make it readable, or exclude it in .dockerignore', { path: relDir });
     }
-    const probed = await probe(relDir, absDir, names);
-    for (const [index, name] of names.entries()) {
+    for (const name of names) {
+      await slice();
       const rel = relDir ? `${relDir}/${name}` : name;
       const abs = path.join(absDir, name);
-      const found = probed[index] as Probe;
-      if (found.error !== undefined || !found.st) throw found.error;
-      const st = found.st;
-      const excluded = found.excluded;
+      const st = lstatSync(abs);
+      const excluded = !always.has(rel) && matcher.ignores(rel);
       if (st.isDirectory()) {
         if (excluded) {
           if (matcher.mayIncludeInside(rel) || alwaysDirs.has(rel)) await walk(rel);
@@ -198,7 +169,7 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
       }
       if (excluded) continue;
       if (st.isSymbolicLink()) {
-        const target = found.linkTarget as string;
+        const target = readlinkSync(abs);
         const resolved = path.resolve(path.dirname(abs), target);
         if (!options.allowExternalSymlinks && (path.isAbsolute(target) || !isInside(root, resolved))) {
           throw contextError(`Symlink ${rel} in the build context points outside it (to ${target})`, 'Copy the file into the context instead, or exclude the link in .dockerignore', { path: rel });
@@ -210,7 +181,7 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
         const kind = st.isSocket() ? 'a socket' : st.isFIFO() ? 'a named pipe' : st.isBlockDevice() || st.isCharacterDevice() ? 'a device file' : 'not a regular file';
         throw contextError(`${rel} in the build context is ${kind}, which cannot be sent to the engine`, 'Exclude it in .dockerignore or move it out of the context', { path: rel });
       }
-      if (!found.readable) {
+      if (!readable(abs)) {
         throw contextError(`${rel} in the build context is not readable`, 'Fix its permissions, or exclude it in .dockerignore', { path: rel });
       }
       totalBytes += st.size;
