@@ -403,3 +403,20 @@ t.test('a scaffolded image passes lint and builds on the real engine (fixture bu
   const { stdout: user } = await run(docker, ['image', 'inspect', '--format', '{{.Config.User}}', tag], { env: dockerEnv });
   t.equal(user.trim(), '1000');
 });
+
+t.test('the context size limit: a check error over the limit, the scans handed to the caller', async (t) => {
+  const images = path.join(repoRoot, 'images');
+  const small = await lintImages(images, { ...opts, maxContextBytes: 100 });
+  const over = small.problems.filter((p) => p.rule === 'context');
+  t.ok(over.length > 0, 'every image with COPY sources is over 100 bytes');
+  t.match(over[0].message, /larger than the limit of 100 bytes/);
+  t.equal(small.ok, false);
+  t.equal(small.contexts.size, 0, 'no scan of a context that failed its check');
+  const normal = await lintImages(images, opts);
+  t.equal(normal.ok, true);
+  t.same([...normal.contexts.keys()].sort(), normal.images.filter((name) => normal.catalog.images.find((i) => i.name === name).dockerfile), 'a scan of each image');
+  for (const [name, scan] of normal.contexts) t.equal(scan.dockerfilePath, path.join(images, name, 'Dockerfile'));
+  const cli = await script('lint.js', [images, '--max-context-bytes', '100']);
+  t.equal(cli.code, 1, 'bin/lint.js takes the limit too');
+  t.match(cli.json.problems, [{ rule: 'context' }]);
+});

@@ -44,6 +44,17 @@ t.test('the second, unchanged run of two images loads no engine client; the firs
   t.match(JSON.parse(second.stdout), { changed: false, done: [`${prefix}-base`, `${prefix}-child`] });
   t.same(heavyIn(second.urls).filter((name) => ENGINE_CLIENT.includes(name)), [], 'no engine client on the no-op');
 
+  // Each build context is walked once: the plan takes the walk the checks (lint) made.
+  const counter = path.join(dir, 'count-walks.cjs');
+  writeFileSync(counter, `const fs = require('node:fs'); const seen = {}; const readdirSync = fs.readdirSync;
+fs.readdirSync = function (dir, ...rest) { seen[dir] = (seen[dir] || 0) + 1; return readdirSync.call(this, dir, ...rest); };
+process.on('exit', () => process.stderr.write('WALKS ' + JSON.stringify(seen) + '\\n'));
+`);
+  const counted = await run(['--require', counter, ...args]);
+  t.equal(counted.code, 0, `counted run succeeds: ${counted.stderr.slice(-400)}`);
+  const walks = JSON.parse(/WALKS (\{.*\})/.exec(counted.stderr)?.[1] ?? '{}');
+  t.same([walks[path.join(dir, `${prefix}-base`)], walks[path.join(dir, `${prefix}-child`)]], [1, 1], `each context folder read once (${JSON.stringify(walks)})`);
+
   // The engine is still asked: an engine that is gone fails the no-op too, naming its address.
   const gone = `unix://${path.join(dir, 'no-engine.sock')}`;
   const third = await run(args.map((a) => (a === env.dockerHost ? gone : a)));

@@ -96,6 +96,8 @@ export interface ImageJob {
   repository: string;
   /** What every build of the image shares (context, Dockerfile, args, labels); tags and platform are set per build. */
   build: Omit<BuildOptions, 'tags' | 'platform'>;
+  /** The build context as the checks scanned it (same Dockerfile and size limit), when they did: not walked again. */
+  context?: ContextScan;
   /** Full references, all in the repository; the first tag names the registration. */
   tags: string[];
   /** Images of the run it builds on. */
@@ -233,7 +235,7 @@ export class ImageRun {
         // Another run building this image on this host finishes first; this one then finds it built.
         this.#unlock = await lockImage(this.#what, controls);
       }
-      this.#scan = await scanContext(this.job.build.context, { dockerfile: this.job.build.dockerfile, maxBytes: options.maxContextBytes });
+      this.#scan = this.job.context ?? (await scanContext(this.job.build.context, { dockerfile: this.job.build.dockerfile, maxBytes: options.maxContextBytes }));
       const override = (reference: string): string | null | undefined => this.#ctx.predicted.get(canonical(reference));
       const client = await this.#ctx.clients.get(options.registry);
       this.#variants = await Promise.all(

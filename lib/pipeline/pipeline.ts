@@ -147,7 +147,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       local = error as Error;
     }
   }
-  const lint = await lintImages(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs });
+  const lint = await lintImages(path.resolve(options.imagesDir), { registry: options.registry, project, buildArgs, maxContextBytes: options.maxContextBytes });
   const { catalog } = lint;
   const selected = options.images ?? catalog.images.map((i) => i.name);
   checkImageNames(catalog, selected, 'images');
@@ -201,7 +201,7 @@ export async function runValidatedPipeline(options: PipelineOptions, controls: P
       results.set(name, gatedResult(image, tags, dependsOn, gate));
       continue;
     }
-    const run = new ImageRun({ name, repository: `${project}/${name}`, build: buildOf(image, options, buildArgs), tags, dependsOn, platforms: platformsOf(image), metadata: image.metadata }, ctx);
+    const run = new ImageRun({ name, repository: `${project}/${name}`, build: buildOf(image, options, buildArgs), context: lint.contexts.get(name), tags, dependsOn, platforms: platformsOf(image), metadata: image.metadata }, ctx);
     runs.set(name, run);
     results.set(name, run.result);
   }

@@ -14,14 +14,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ThinkubeImageError } from '../core/errors.js';
-import { createIgnoreMatcher, readIgnorePatterns, scanContext, type ContextScan } from './context.js';
+import { createIgnoreMatcher, scanContext, type ContextScan } from './context.js';
 import { argDeclarations, copySources, expandVariables, isRemoteSource, shellWords, type Instruction, type ParsedDockerfile } from './dockerfile.js';
 import { ancestors, displayPath, loadCatalog, type Catalog, type CatalogImage, type CatalogOptions, type LintProblem } from './catalog.js';
 import { checkRequirement, installEffect, normalizePackageName, parseRequirements, sameVersion, type Pin } from './requirements.js';
 
 export { formatProblem, type LintProblem, type Severity } from './catalog.js';
 
-export type LintOptions = CatalogOptions;
+export interface LintOptions extends CatalogOptions {
+  /** Refuse build contexts larger than this (bytes of regular files). Default: maxContextBytes of build-options.schema.json. */
+  maxContextBytes?: number;
+}
 
 export interface LintResult {
   /** True when there is no error (warnings allowed). */
@@ -32,6 +35,11 @@ export interface LintResult {
   errorCount: number;
   warningCount: number;
   catalog: Catalog;
+  /**
+   * The build contexts the checks scanned (of the images with COPY or ADD), by image name: a caller
+   * that builds the images next (the pipeline) uses them instead of walking each context again.
+   */
+  contexts: Map<string, ContextScan>;
 }
 
 const REGISTRY_ARG = 'HARBOR_REGISTRY';
@@ -41,10 +49,14 @@ export async function lintImages(imagesDir: string, options: LintOptions = {}): 
   const catalog = await loadCatalog(imagesDir, options);
   const problems: LintProblem[] = [...catalog.problems];
   const pins = new Map<string, Pin[]>();
+  const contexts = new Map<string, ContextScan>();
   for (const image of catalog.images) {
     const out: LintProblem[] = [];
     const imagePins: Pin[] = [];
-    if (image.dockerfile) await checkDockerfile(catalog, image, image.dockerfile, out, imagePins);
+    if (image.dockerfile) {
+      const scan = await checkDockerfile(catalog, image, image.dockerfile, out, imagePins, options.maxContextBytes);
+      if (scan) contexts.set(image.name, scan);
+    }
     await checkRequirementFiles(catalog, image, out, imagePins);
     pins.set(image.name, imagePins);
     problems.push(...out.map((p) => ({ ...p, image: image.name })));
@@ -53,14 +65,15 @@ export async function lintImages(imagesDir: string, options: LintOptions = {}): 
   problems.push(...checkPinConflicts(catalog, pins));
   problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.line ?? 0) - (b.line ?? 0) || (a.rule < b.rule ? -1 : a.rule > b.rule ? 1 : 0)));
   const errorCount = problems.filter((p) => p.severity === 'error').length;
-  return { ok: errorCount === 0, images: catalog.images.map((i) => i.name), problems, errorCount, warningCount: problems.length - errorCount, catalog };
+  return { ok: errorCount === 0, images: catalog.images.map((i) => i.name), problems, errorCount, warningCount: problems.length - errorCount, catalog, contexts };
 }
 
 function rel(catalog: Catalog, file: string): string {
   return displayPath(file, catalog.relativeTo);
 }
 
-async function checkDockerfile(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, out: LintProblem[], pins: Pin[]): Promise<void> {
+/** The Dockerfile's checks; resolves to the scan of the build context when its COPY sources were checked. */
+async function checkDockerfile(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, out: LintProblem[], pins: Pin[], maxContextBytes: number | undefined): Promise<ContextScan | undefined> {
   const file = rel(catalog, image.dockerfilePath);
   const text = await readFile(image.dockerfilePath, 'utf8');
   text.split(/\r?\n/).forEach((line, i) => {
@@ -75,7 +88,7 @@ async function checkDockerfile(catalog: Catalog, image: CatalogImage, parsed: Pa
     }
     if (ins.keyword === 'RUN') checkPipInstall(ins, parsed, file, out, pins);
   }
-  await checkCopySources(catalog, image, parsed, file, out);
+  return checkCopySources(catalog, image, parsed, file, out, maxContextBytes);
 }
 
 function checkFromLines(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, file: string, out: LintProblem[]): void {
@@ -141,20 +154,19 @@ export function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
-async function checkCopySources(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, file: string, out: LintProblem[]): Promise<void> {
+async function checkCopySources(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, file: string, out: LintProblem[], maxBytes: number | undefined): Promise<ContextScan | undefined> {
   const copies = copySources(parsed);
-  if (copies.length === 0) return;
+  if (copies.length === 0) return undefined;
   let scan: ContextScan | undefined;
   try {
-    scan = await scanContext(image.dir, { dockerfile: 'Dockerfile' });
+    scan = await scanContext(image.dir, { dockerfile: image.dockerfilePath, maxBytes });
   } catch (error) {
     if (!(error instanceof ThinkubeImageError)) throw error;
     out.push({ severity: 'error', file: rel(catalog, image.dir), rule: 'context', message: error.message, hint: error.hint ?? 'fix the build context' });
-    return;
+    return undefined;
   }
   const entries = new Set(scan.entries.map((e) => e.path));
-  const patterns = await readIgnorePatterns(image.dir);
-  const matcher = createIgnoreMatcher(patterns);
+  const matcher = createIgnoreMatcher(scan.ignorePatterns);
   const decls = argDeclarations(parsed);
   const contextName = rel(catalog, image.dir);
   for (const copy of copies) {
@@ -206,6 +218,7 @@ async function checkCopySources(catalog: Catalog, image: CatalogImage, parsed: P
       }
     }
   }
+  return scan;
 }
 
 /** pip options that take a value (the value is not a requirement). */

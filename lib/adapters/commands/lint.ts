@@ -20,7 +20,7 @@ export const packageImagesDir = ((): string => {
 
 export async function run(valid: Record<string, unknown>, context: CommandContext): Promise<CommandOutcome> {
   const options = valid as unknown as LintCommandOptions;
-  const result = await lintImages(options.imagesDir ?? packageImagesDir, { registry: options.registry, project: options.project, buildArgs: options.buildArgs ?? {} });
+  const result = await lintImages(options.imagesDir ?? packageImagesDir, { registry: options.registry, project: options.project, buildArgs: options.buildArgs ?? {}, maxContextBytes: options.maxContextBytes });
   for (const problem of result.problems) emit(context.controls, { type: 'info', message: `${problem.severity}: ${formatProblem(problem)}` });
   return {
     changed: false,

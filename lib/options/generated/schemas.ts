@@ -1194,6 +1194,10 @@ export const schemaDocuments = {
           "type": "string",
           "maxLength": 65536
         }
+      },
+      "maxContextBytes": {
+        "description": "Refuse (as a check error) a build context larger than this, in bytes of regular files. Default: the build's limit.",
+        "$ref": "build-options.schema.json#/properties/maxContextBytes"
       }
     }
   },

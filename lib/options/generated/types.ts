@@ -625,6 +625,10 @@ export interface LintCommandOptions {
   buildArgs?: {
     [k: string]: string;
   };
+  /**
+   * Refuse (as a check error) a build context larger than this, in bytes of regular files. Default: the build's limit.
+   */
+  maxContextBytes?: number;
 }
 /**
  * Options of buildMultiArchImage: one content-addressed build per platform (each on an engine that can build it), each pushed as <repository>:in-<input digest>, then one OCI image index naming every platform's manifest, put under every tag through the registry API.
