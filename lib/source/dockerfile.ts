@@ -47,6 +47,8 @@ export interface DockerfileProblem {
 
 export interface ParsedDockerfile {
   file: string | undefined;
+  /** The text parsed. */
+  source: string;
   /** Escape character from the `# escape=` directive: backslash (default) or backtick. */
   escape: '\\' | '`';
   /** Parser directives (lower-case names), e.g. { syntax: 'docker/dockerfile:1' }. */
@@ -140,7 +142,7 @@ export function parseDockerfile(text: string, file?: string): ParsedDockerfile {
     }
     instructions.push({ keyword, line: startLine, endLine: i + 1, rest, flags, args, json: parseJsonForm(args), heredocs: heredocs.map((d) => d.replace(/^-/, '')) });
   }
-  return { file, escape, directives, instructions, problems };
+  return { file, source: text, escape, directives, instructions, problems };
 }
 
 function splitFlags(rest: string): { flags: InstructionFlag[]; args: string } {

@@ -11,7 +11,6 @@
  * refuses them; pins of one version written differently (1.0 and 1.0.0) are a repeat, a warning.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ThinkubeImageError } from '../core/errors.js';
 import { createIgnoreMatcher, scanContext, type ContextScan } from './context.js';
@@ -75,7 +74,7 @@ function rel(catalog: Catalog, file: string): string {
 /** The Dockerfile's checks; resolves to the scan of the build context when its COPY sources were checked. */
 async function checkDockerfile(catalog: Catalog, image: CatalogImage, parsed: ParsedDockerfile, out: LintProblem[], pins: Pin[], maxContextBytes: number | undefined): Promise<ContextScan | undefined> {
   const file = rel(catalog, image.dockerfilePath);
-  const text = await readFile(image.dockerfilePath, 'utf8');
+  const text = parsed.source;
   text.split(/\r?\n/).forEach((line, i) => {
     if (/\{\{|\{%/.test(line)) {
       out.push({ severity: 'error', file, line: i + 1, rule: 'jinja', message: 'template syntax ({{ }} / {% %}) in the Dockerfile', hint: `Dockerfiles here are built as they are: use ARG ${REGISTRY_ARG} and \${${REGISTRY_ARG}} instead of a template variable` });
@@ -278,7 +277,8 @@ async function checkRequirementFiles(catalog: Catalog, image: CatalogImage, out:
     if (seen.has(current)) continue;
     seen.add(current);
     const file = rel(catalog, current);
-    const text = await readFile(current, 'utf8');
+    // Small files, read whole with one call (see readText in catalog.ts).
+    const text = readFileSync(current, 'utf8');
     const parsed = parseRequirements(text, current);
     for (const p of parsed.problems) out.push({ severity: 'error', file, line: p.line, rule: p.rule, message: p.message, hint: p.hint });
     for (const include of parsed.includes) {
