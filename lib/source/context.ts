@@ -8,10 +8,10 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as dockerignoreModule from '@balena/dockerignore';
-import type tarFs from 'tar-fs';
 import { ThinkubeImageError, errorCodeOf } from '../core/errors.js';
 import { schemaDefault } from '../options/defaults.js';
 import { timeSlices } from '../core/time-slice.js';
+import { packFiles } from './tar-pack.js';
 
 // A CommonJS module whose typings claim an ES default export: take the factory either way.
 const dockerignore = ((dockerignoreModule as { default?: unknown }).default ?? dockerignoreModule) as (options?: { ignorecase?: boolean }) => dockerignoreModule.Ignore;
@@ -196,11 +196,6 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
   return { root, entries, fileCount, totalBytes, dockerfilePath, dockerfileName, dockerfile, dockerfileOutside, ignorePatterns };
 }
 
-/**
- * A tar stream of exactly the scanned entries, read from disk as it is consumed (never buffered
- * whole). Owners are zeroed like the Docker CLI does; `mtime` sets every entry's time (the same
- * files then give the same bytes, as a context shipped as an image layer wants).
- */
 /** The name a Dockerfile that is not sent as a file of the context goes under (listed in the .dockerignore sent). */
 function generatedDockerfileName(dockerfilePath: string): string {
   return `.dockerfile.${createHash('sha256').update(dockerfilePath).digest('hex').slice(0, 20)}`;
@@ -216,26 +211,24 @@ export function withDockerfileText(scan: ContextScan, text: Buffer): ContextScan
   return { ...scan, dockerfile: text, dockerfileName, dockerfileOutside: true };
 }
 
+/**
+ * A tar stream of exactly the scanned entries, read from disk as it is consumed (never buffered
+ * whole). Owners are zeroed like the Docker CLI does; `mtime` sets every entry's time (the same
+ * files then give the same bytes, as a context shipped as an image layer wants).
+ */
 export async function packContext(scan: ContextScan, options: { mtime?: Date } = {}): Promise<Readable> {
-  // Loaded when a context is sent: a no-op run sends none.
-  const { default: tar } = await import('tar-fs');
   // Like the Docker CLI: a Dockerfile from outside the context goes in under a generated name and
   // the .dockerignore sent lists that name, so the engine drops it before COPY . can see it.
   const ignoreEntry = scan.entries.find((e) => e.path === '.dockerignore');
   const entries = scan.dockerfileOutside ? scan.entries.filter((e) => e !== ignoreEntry) : scan.entries;
-  return tar.pack(scan.root, {
-    entries: entries.map((e) => e.path),
-    // The scan already decided every entry; stop tar-fs from walking folders again.
-    ignore: () => true,
-    map: (header) => Object.assign(header, { uid: 0, gid: 0, uname: '', gname: '' }, options.mtime ? { mtime: options.mtime } : {}),
-    finalize: !scan.dockerfileOutside,
-    finish: scan.dockerfileOutside
-      ? (pack) => {
-          const ignore = [...(ignoreEntry ? scan.ignorePatterns : ['.dockerignore']), scan.dockerfileName].join('\n');
-          pack.entry({ name: '.dockerignore', mode: ignoreEntry?.mode ?? 0o600, mtime: new Date(0), uid: 0, gid: 0 }, `${ignore}\n`);
-          pack.entry({ name: scan.dockerfileName, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 }, scan.dockerfile);
-          pack.finalize();
-        }
+  const ignore = [...(ignoreEntry ? scan.ignorePatterns : ['.dockerignore']), scan.dockerfileName].join('\n');
+  return packFiles(scan.root, entries.map((e) => e.path), {
+    mtime: options.mtime,
+    generated: scan.dockerfileOutside
+      ? [
+          { name: '.dockerignore', mode: ignoreEntry?.mode ?? 0o600, mtime: new Date(0), content: Buffer.from(`${ignore}\n`) },
+          { name: scan.dockerfileName, mode: 0o644, mtime: new Date(0), content: scan.dockerfile },
+        ]
       : undefined,
-  } as tarFs.PackOptions) as unknown as Readable;
+  });
 }
