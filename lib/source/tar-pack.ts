@@ -1,13 +1,16 @@
 /**
  * A tar stream of given files of a folder, read from disk as the consumer asks for more (never
- * buffered whole). tar-stream writes the archive; the files are read here with synchronous calls,
- * one entry when the archive wants the next: a context is mostly small files, and tar-fs' per-file
- * stat, open, reads and close through the thread pool cost our process twice the engine's CPU for
- * the same upload, on a machine where both share the cores. Files over 1 MiB are streamed.
- * Headers as tar-fs wrote them: the mode without the process umask, each file's own mtime unless
- * one is given, owners zeroed.
+ * buffered whole). tar-stream writes the archive; each entry is added when the archive wants the
+ * next. tar-fs made four thread-pool calls per file (stat, open, read, close, each a round trip),
+ * and on a 2-core machine that CPU was taken from the engine receiving the upload: here the
+ * metadata calls are synchronous and a file's content is one asynchronous read. Reading the
+ * content synchronously as well was faster still (0.95 of the Docker CLI's time against 1.01, on
+ * 1 GiB in 20,000 files) but peaked at 164 MB instead of 142 MB: with so few JavaScript objects
+ * per file, V8 collected the read buffers only at its external-memory limit. Files over 1 MiB are
+ * streamed. Headers as tar-fs wrote them: the mode without the process umask, each file's own
+ * mtime unless one is given, owners zeroed.
  */
-import { createReadStream, lstatSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, lstatSync, openSync, read, readlinkSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +33,17 @@ export interface PackOptions {
 
 /** Files up to this size are read with one call; larger ones are streamed. */
 const READ_WHOLE_MAX = 1024 * 1024;
+
+/** A small file's content: one thread-pool read (open and close are synchronous). */
+function readWhole(file: string, size: number, done: (error: Error | null, content?: Buffer) => void): void {
+  const fd = openSync(file, 'r');
+  const buffer = Buffer.allocUnsafe(size);
+  read(fd, buffer, 0, size, 0, (error, bytes) => {
+    closeSync(fd);
+    if (error) done(error);
+    else done(null, buffer.subarray(0, bytes));
+  });
+}
 
 /** The tar of `names` (paths relative to `root`, in this order; folders are not walked). */
 export function packFiles(root: string, names: readonly string[], options: PackOptions = {}): Readable {
@@ -67,8 +81,10 @@ export function packFiles(root: string, names: readonly string[], options: PackO
         else if (st.isSymbolicLink()) pack.entry(header(name, st, 'symlink', 0, readlinkSync(abs)), next);
         else if (!st.isFile()) throw new Error(`${name} is not a regular file, folder or symlink: it cannot be sent`);
         else if (st.size <= READ_WHOLE_MAX) {
-          const content = readFileSync(abs);
-          pack.entry(header(name, st, 'file', content.length), content, next);
+          readWhole(abs, st.size, (error, content) => {
+            if (error || !content) pack.destroy(error ?? undefined);
+            else pack.entry(header(name, st, 'file', content.length), content, next);
+          });
         } else {
           const sink = pack.entry(header(name, st, 'file', st.size), next);
           pipeline(createReadStream(abs, { start: 0, end: st.size - 1 }), sink).catch((failure: Error) => pack.destroy(failure));
