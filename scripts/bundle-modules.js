@@ -9,6 +9,7 @@
 //   ride along brotli-compressed. CommonJS, because there is no package.json beside it there:
 //   Node would parse an ES module bundle twice (first as CommonJS, to detect its syntax), about
 //   50 ms of every module's start-up.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, readdir, mkdir, chmod, rm, writeFile } from 'node:fs/promises';
 import zlib, { brotliCompressSync } from 'node:zlib';
@@ -118,7 +119,9 @@ function importedNames(code, specifier) {
 }
 
 /** Code as a brotli-compressed base64 string literal (its bytes are only parsed when needed). */
-const packed = (code) => JSON.stringify(brotliCompressSync(code, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'));
+/** A part kept in the module file: its code brotli-compressed, and an id naming that code (lib/core/code-cache.ts). */
+const packed = (code) =>
+  `{ id: ${JSON.stringify(createHash('sha256').update(code).digest('hex').slice(0, 16))}, code: ${JSON.stringify(brotliCompressSync(code, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'))} }`;
 
 /**
  * The command in parts. The front is what every run needs: the runner, argument reading and the
@@ -130,7 +133,9 @@ const packed = (code) => JSON.stringify(brotliCompressSync(code, { params: { [zl
  *
  * The parts are built once; `assemble(store, prefix)` then makes a front for them. `store` says
  * where a part goes: 'packed' keeps it in the front as a brotli-compressed string (the
- * self-contained Ansible module), 'files' writes it as <prefix>.<part>.cjs beside the front. It
+ * self-contained Ansible module; lib/core/code-cache.ts compiles it, with V8's code cache kept by
+ * its content, as Node's compile cache keys by a path Ansible changes every task), 'files' writes
+ * it as <prefix>.<part>.cjs beside the front (Node's compile cache keeps it). It
  * returns the front's code and the part files to write.
  */
 async function bundle(entry, commandFile) {
@@ -239,7 +244,7 @@ async function bundle(entry, commandFile) {
     };
     const run =
       store === 'packed'
-        ? "const run = (text) => { const part = { exports: {} }; new Function('require', 'module', 'exports', '__filename', '__dirname', require('node:zlib').brotliDecompressSync(Buffer.from(text, 'base64')).toString('utf8'))(need, part, part.exports, __filename, __dirname); return part.exports; };"
+        ? `const { runCached } = require(${JSON.stringify(path.join(root, 'dist', 'lib', 'core', 'code-cache.js'))});\nconst run = (source) => { const part = { exports: {} }; runCached(source, ['require', 'module', 'exports', '__filename', '__dirname'], [need, part, part.exports, __filename, __dirname]); return part.exports; };`
         : "const run = (file) => { const part = { exports: {} }; require(require('node:path').join(__dirname, file))(need, part, part.exports, __filename, __dirname); return part.exports; };";
     const loader = [
       `const shared = { ${shared.map((key) => `${JSON.stringify(key)}: () => require(${JSON.stringify(path.join(root, key))})`).join(', ')} };`,

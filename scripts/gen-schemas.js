@@ -57,8 +57,8 @@ async function makeAjv(docs) {
  * (as source text, all of them, about 1 MB, cost every process and Ansible module ~40 ms; a
  * schema file at a time, the pipeline's run still ~40 ms). A file has its root validator, one per
  * definition, and for a file with properties its `partial`: the same properties, none required,
- * which validate() uses for a part (`pick`). lib/options/validator-code.ts compiles the code (and
- * keeps V8's code cache of it where a cache folder is set).
+ * which validate() uses for a part (`pick`). lib/core/code-cache.ts compiles the code (and keeps
+ * V8's code cache of it where a cache folder is set).
  */
 async function generateValidators(original) {
   const { default: standalone } = await import('ajv/dist/standalone/index.js');
@@ -100,7 +100,7 @@ async function generateValidators(original) {
     code = code.replace(/export const v = (\w+);/, 'out.v = $1;');
     if (/\brequire\(|\bexport\b/.test(code)) throw new Error(`standalone code of ${file} has a require() or export this generator does not convert`);
     const body = `"use strict";const out = {};${code}\nreturn out.v;`;
-    // The id names the code: a code cache kept for it (lib/options/validator-code.ts) fits no other.
+    // The id names the code: a code cache kept for it (lib/core/code-cache.ts) fits no other.
     const id = createHash('sha256').update(body).digest('hex').slice(0, 16);
     return `{ id: '${id}', code: '${brotliCompressSync(body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11 } }).toString('base64')}' }`;
   };
@@ -118,11 +118,11 @@ async function generateValidators(original) {
   const imports = [...runtime].map(([module, name]) => `import ${name} from '${module}.js';`).join('\n');
   return (
     banner +
-    `import type { ErrorObject } from 'ajv';\nimport { compileValidator, type ValidatorSource } from '../validator-code.js';\n${imports}\n\n` +
+    `import type { ErrorObject } from 'ajv';\nimport { runCached, type CodeSource } from '../../core/code-cache.js';\n${imports}\n\n` +
     '/** A compiled validator: true when valid (defaults filled in); the problems in `errors` otherwise. */\n' +
     'export type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };\n' +
     'export interface FileValidators {\n  root: Validator;\n  definitions: Record<string, Validator>;\n  partial?: Validator;\n}\n\n' +
-    'interface Sources {\n  root: ValidatorSource;\n  partial?: ValidatorSource;\n  definitions: Record<string, ValidatorSource>;\n}\n\n' +
+    'interface Sources {\n  root: CodeSource;\n  partial?: CodeSource;\n  definitions: Record<string, CodeSource>;\n}\n\n' +
     '/** Per schema file, each validator\'s code (brotli-compressed, base64) and its id. */\n' +
     `const sources: Record<string, Sources> = {\n${sources.join('\n')}\n};\n\n` +
     '/**\n * The validators of a schema file, each made from its generated code when first used (undefined\n' +
@@ -130,13 +130,13 @@ async function generateValidators(original) {
     'export function makeValidators(file: string, defaultAt: (file: string, pointer: string) => unknown): FileValidators | undefined {\n' +
     '  const source = Object.hasOwn(sources, file) ? sources[file] : undefined;\n' +
     '  if (source === undefined) return undefined;\n' +
-    '  const lazy = (target: object, key: string, text: ValidatorSource): void => {\n' +
+    '  const lazy = (target: object, key: string, text: CodeSource): void => {\n' +
     '    let made: Validator | undefined;\n' +
     '    Object.defineProperty(target, key, {\n' +
     '      enumerable: true,\n' +
     '      get: () => {\n' +
     '        if (made) return made;\n' +
-    `        made = compileValidator(text, [${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt'], [${names.join(', ')}, defaultAt]) as Validator;\n` +
+    `        made = runCached(text, [${names.map((n) => `'${n}'`).join(', ')}, 'defaultAt'], [${names.join(', ')}, defaultAt]) as Validator;\n` +
     '        return made;\n' +
     '      },\n' +
     '    });\n' +

@@ -16,7 +16,7 @@ import { Redactor } from '../core/redact.js';
 import { ValidationError, isThinkubeImageError } from '../core/errors.js';
 import { convertNameLight } from '../options/naming.js';
 import { MIN_SECRET_LENGTH, buildArgSecrets } from '../core/secrets.js';
-import { setValidatorCacheDir } from '../options/validator-code.js';
+import { setCodeCacheDir } from '../core/code-cache.js';
 
 export interface CommandContext {
   /** Ansible check mode or --check: report what would happen, change nothing. */
@@ -195,9 +195,10 @@ function writeResult(result: Record<string, unknown>, redactor: Redactor): void 
 
 /** Entry point of every bin/ script. */
 /**
- * Where the validators' code cache is kept: in Node's compile cache folder (bin/ turns that cache
- * on). An Ansible module uses the folder Node would use: Node's own cache is not turned on for it,
- * as it would keep a new entry for every run (Ansible copies the module to a new path each time).
+ * Where the code cache of generated code (lib/core/code-cache.ts) is kept: in Node's compile cache
+ * folder (bin/ turns that cache on). An Ansible module uses the folder Node would use: Node's own
+ * cache is not turned on for it, as it would keep a new entry for every run (Ansible copies the
+ * module to a new path each time).
  */
 function codeCacheDir(ansible: boolean): string | undefined {
   if (process.env.NODE_DISABLE_COMPILE_CACHE) return undefined;
@@ -209,7 +210,7 @@ function codeCacheDir(ansible: boolean): string | undefined {
 export async function runCommand(definition: CommandDefinition, argv: string[] = process.argv.slice(2)): Promise<void> {
   const redactor = new Redactor();
   const ansible = looksLikeAnsibleInvocation(argv);
-  setValidatorCacheDir(codeCacheDir(ansible));
+  setCodeCacheDir(codeCacheDir(ansible));
   const warnings: string[] = [];
   let retries = 0;
   // Warnings reported as events; kept for a failure, whose result has no warnings of its own.

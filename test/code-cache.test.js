@@ -1,4 +1,4 @@
-// The validators' code cache (lib/options/validator-code.ts): written at exit where a folder is
+// The code cache of generated code (lib/core/code-cache.ts), seen through the validators: written at exit where a folder is
 // set, read by the next process, rebuilt when V8 rejects it, never written without a folder; the
 // validation results are the same either way. Each run is a real Node process, as the cache lives
 // across processes.
@@ -15,9 +15,9 @@ t.teardown(() => rmSync(temp, { recursive: true, force: true }));
 
 // Validates one valid and one invalid pipeline options object, and prints what validate() said.
 const script = `
-import { setValidatorCacheDir } from ${JSON.stringify(path.join(root, 'dist/lib/options/validator-code.js'))};
+import { setCodeCacheDir } from ${JSON.stringify(path.join(root, 'dist/lib/core/code-cache.js'))};
 import { validate } from ${JSON.stringify(path.join(root, 'dist/lib/options/schema.js'))};
-setValidatorCacheDir(process.env.CACHE_DIR || undefined);
+setCodeCacheDir(process.env.CACHE_DIR || undefined);
 const out = {};
 out.valid = validate('pipeline-options.schema.json', { imagesDir: 'images', registry: 'registry.example.com' });
 try { validate('pipeline-options.schema.json', { imagesDir: 'images', registry: 'registry.example.com', concurrency: 'many' }); } catch (error) { out.invalid = error.message; }
@@ -32,7 +32,7 @@ const cacheFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.
 
 t.test('the cache is written at exit, read by the next process, and changes no result', async (t) => {
   const dir = path.join(temp, 'cache');
-  const folder = path.join(dir, 'thinkube-validators');
+  const folder = path.join(dir, 'thinkube-code');
   const first = run(dir);
   t.equal(first.valid.registry, 'registry.example.com');
   t.match(first.invalid, /concurrency/, 'the invalid options name the field');
@@ -53,7 +53,7 @@ t.test('the cache is written at exit, read by the next process, and changes no r
 
 t.test('a cache V8 rejects is rebuilt, and the results stay right', async (t) => {
   const dir = path.join(temp, 'corrupt');
-  const folder = path.join(dir, 'thinkube-validators');
+  const folder = path.join(dir, 'thinkube-code');
   const good = run(dir);
   const [name] = cacheFiles(folder);
   const file = path.join(folder, name);
@@ -64,6 +64,15 @@ t.test('a cache V8 rejects is rebuilt, and the results stay right', async (t) =>
   const rewritten = readFileSync(file);
   t.notOk(rewritten.every((b) => b === 7), 'the rejected cache was replaced');
   t.same(run(dir), good, 'and the replacement is read');
+
+  // The text kept in the file, damaged at the same length: V8 would accept its code cache (it
+  // checks the length only), so the file's own hash must catch it.
+  const kept = readFileSync(file);
+  const damaged = Buffer.from(kept);
+  damaged[8 + 20] = damaged[8 + 20] === 0x61 ? 0x62 : 0x61;
+  writeFileSync(file, damaged);
+  t.same(run(dir), good, 'a damaged text is not run');
+  t.notSame(readFileSync(file), damaged, 'and the file is written anew');
 });
 
 t.test('without a folder nothing is written', async (t) => {
@@ -80,7 +89,7 @@ t.test('bin/ keeps the cache in Node compile cache folder; an Ansible module in 
   t.not(cli.status, null);
   const versioned = readdirSync(nodeCache).filter((d) => d.startsWith('v'));
   t.equal(versioned.length, 1, "Node's own cache folder");
-  t.ok(cacheFiles(path.join(nodeCache, versioned[0], 'thinkube-validators')).length > 0, 'the validators are cached inside it');
+  t.ok(cacheFiles(path.join(nodeCache, versioned[0], 'thinkube-code')).length > 0, 'the validators are cached inside it');
 
   // As Ansible runs it: no NODE_COMPILE_CACHE (which would turn Node's own cache on).
   const moduleTmp = mkdtempSync(path.join(temp, 'module-tmp-'));
@@ -91,8 +100,8 @@ t.test('bin/ keeps the cache in Node compile cache folder; an Ansible module in 
   delete moduleEnv.NODE_COMPILE_CACHE;
   const module = spawnSync(process.execPath, [moduleFile, argsFile], { env: moduleEnv, encoding: 'utf8' });
   t.match(JSON.parse(module.stdout), { images: [] }, 'the module ran');
-  t.ok(cacheFiles(path.join(moduleTmp, 'node-compile-cache', 'thinkube-validators')).length > 0, 'the module cached its validators where Node keeps its cache');
-  t.same(readdirSync(path.join(moduleTmp, 'node-compile-cache')), ['thinkube-validators'], "and Node's own cache stayed off (a new entry for each run's copy of the module)");
+  t.ok(cacheFiles(path.join(moduleTmp, 'node-compile-cache', 'thinkube-code')).length > 0, 'the module cached its validators where Node keeps its cache');
+  t.same(readdirSync(path.join(moduleTmp, 'node-compile-cache')), ['thinkube-code'], "and Node's own cache stayed off (a new entry for each run's copy of the module)");
 
   const off = path.join(temp, 'off');
   spawnSync(process.execPath, [path.join(root, 'bin', 'lint.js'), images], { env: { ...process.env, NODE_COMPILE_CACHE: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
