@@ -6,7 +6,6 @@
  * unchanged context is found by a HEAD and never uploaded again.
  */
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
 import { packContext, type ContextScan } from '../../source/context.js';
 import { contextFileLines } from '../../source/input-digest.js';
 import { MEDIA_TYPES, type RegistryClient } from '../../registry/client.js';
@@ -73,7 +72,8 @@ export async function pushContextImage(client: RegistryClient, image: ContextIma
   if (head) return { existed: true, uploaded: false, manifestDigest: head.digest };
   if (options.dryRun) return { existed: false, uploaded: false };
   const tar = await tarOf(scan);
-  const layer = gzipSync(tar);
+  // zlib on use: the pipeline's command loads this module, and most runs upload no context.
+  const layer = (process.getBuiltinModule('node:zlib') as typeof import('node:zlib')).gzipSync(tar);
   const diffId = `sha256:${createHash('sha256').update(tar).digest('hex')}`;
   // A plain filesystem layer: no entrypoint, no environment; the platform is nominal (the files are data).
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] } }));
