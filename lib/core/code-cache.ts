@@ -33,9 +33,12 @@ export function setCodeCacheDir(dir: string | undefined): void {
 }
 
 /**
- * A cache file: the code's text (so that a process that finds it need not load zlib and decompress)
- * and V8's code cache of it. Layout: text length (4 bytes), FNV-1a hash of the text (4 bytes), the
- * text (UTF-8), the code cache.
+ * A cache file: the code's text (so that a process that finds it need not load zlib and
+ * decompress) and V8's code cache of it. Layout: text length (4 bytes), the text (UTF-8), the code
+ * cache. Written whole and renamed into place, so never read half-written; V8 rejects a code cache
+ * whose text differs in length. A hash of the text, to catch damage of the same length, cost more
+ * than the decompression it saves (a JavaScript loop over 300 KB on each start), and the file is
+ * as trusted as the code cache beside it, which V8 runs as it finds it.
  */
 function readCacheFile(file: string): { text: string; cachedData: Buffer } | undefined {
   let blob: Buffer;
@@ -44,24 +47,15 @@ function readCacheFile(file: string): { text: string; cachedData: Buffer } | und
   } catch {
     return undefined;
   }
-  if (blob.length < 8) return undefined;
+  if (blob.length < 4) return undefined;
   const length = blob.readUInt32LE(0);
-  if (8 + length > blob.length) return undefined;
-  const text = blob.toString('utf8', 8, 8 + length);
-  // V8 checks only the length of the text against its cache: a damaged text is caught here.
-  if (fnv1a(text) !== blob.readUInt32LE(4)) return undefined;
-  return { text, cachedData: blob.subarray(8 + length) };
-}
-
-function fnv1a(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash >>> 0;
+  if (4 + length > blob.length) return undefined;
+  return { text: blob.toString('utf8', 4, 4 + length), cachedData: blob.subarray(4 + length) };
 }
 
 /** Run the code as the body of a function of `params`, called with `args`; returns what it returns. */
 export function runCached(source: CodeSource, params: readonly string[], args: readonly unknown[]): unknown {
-  const file = cacheDir ? path.join(cacheDir, `${source.id}-${process.version}-${process.arch}.bin`) : undefined;
+  const file = cacheDir ? path.join(cacheDir, `${source.id}-${process.version}-${process.arch}.code`) : undefined;
   const cached = file ? readCacheFile(file) : undefined;
   // zlib is loaded only when the code is not cached (and never for --help, which compiles nothing).
   const text = cached?.text ?? (process.getBuiltinModule('node:zlib') as typeof import('node:zlib')).brotliDecompressSync(Buffer.from(source.code, 'base64')).toString('utf8');
@@ -81,10 +75,9 @@ function writeCaches(): void {
     // Written whole under a temporary name, then renamed: a process reading it never sees a part.
     const temporary = `${file}.${process.pid}.tmp`;
     try {
-      const head = Buffer.alloc(8);
+      const head = Buffer.alloc(4);
       const body = Buffer.from(text, 'utf8');
       head.writeUInt32LE(body.length, 0);
-      head.writeUInt32LE(fnv1a(text), 4);
       mkdirSync(path.dirname(file), { recursive: true });
       writeFileSync(temporary, Buffer.concat([head, body, script.createCachedData()]));
       renameSync(temporary, file);
