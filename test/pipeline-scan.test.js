@@ -99,9 +99,12 @@ t.test('a critical finding fails the image before registration; its dependant is
   const dir = imagesDir(t, p);
   const standin = await harbor(t, (repository) => (repository.endsWith('-base') ? { outcome: 'Success', counts: { Critical: 1, Medium: 3 } } : { outcome: 'Success', counts: {} }));
   const catalogPath = path.join(dir, 'catalog.json');
-  const result = await runPipeline(options(dir, standin, catalogPath));
+  const events = [];
+  const result = await runPipeline(options(dir, standin, catalogPath), { onEvent: (e) => events.push(e) });
   const [base, child] = result.images;
   t.equal(result.failed, true);
+  // The child may be planned once the base is published, but is built only after the base's gate.
+  t.notOk(events.some((e) => e.type === 'build-context' && path.basename(e.context) === `${p}-child`), 'the dependant was never built');
   t.equal(base.status, 'failed');
   t.equal(base.error.code, 'ERR_SCAN_GATE');
   t.match(base.error.message, /severity critical or worse/);

@@ -175,7 +175,7 @@ function platformError(error: unknown, platform: string, engine: string | undefi
   return new ThinkubeImageError('ERR_BUILD_FAILED', `${what} for ${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { platform, engine } });
 }
 
-/** One image of the plan. The graph runner calls plan(), then build(i) for each platform, then finish(). */
+/** One image of the plan. The graph runner calls plan(), then build(i) for each platform, then publish(), then register(). */
 export class ImageRun {
   readonly result: PipelineImageResult;
   readonly job: ImageJob;
@@ -301,8 +301,8 @@ export class ImageRun {
     }
   }
 
-  /** Publish (tags or index), scan gate, register; then the result is complete. */
-  async finish(): Promise<void> {
+  /** Publish: the tags (or an index) name the image, old input tags go (retention). */
+  async publish(): Promise<void> {
     const { options, dryRun, clients } = this.#ctx;
     const r = this.result;
     try {
@@ -354,10 +354,20 @@ export class ImageRun {
       r.changed = rebuilt.length > 0 || r.tagsMoved.length > 0;
       r.retention = await this.#retain(client, tagNames);
       r.changed ||= (r.retention?.removedTags.length ?? 0) > 0;
+    } catch (error) {
+      await this.#fail(error);
+    }
+  }
 
+  /** Scan gate and registration, after publish(); then the result is complete. */
+  async register(): Promise<void> {
+    const { options, dryRun } = this.#ctx;
+    const r = this.result;
+    try {
+      const rebuilt = this.#variants.filter((v) => !v.reuse);
       r.scan = await this.#scanGate(r.digest);
       if (options.register !== false) {
-        r.registration = await this.#register(r.digest, variants);
+        r.registration = await this.#register(r.digest, this.#variants);
         r.changed ||= r.registration.changed;
       }
       r.reason = this.#describe(rebuilt);
@@ -371,7 +381,7 @@ export class ImageRun {
   /**
    * An image the registry already holds is usually only published: the HEADs of its tags and the
    * repository's tag list (retention) are asked now, beside the rest of its planning, instead of
-   * one after the other in finish(). Used only when nothing of the image is built, so finish()
+   * one after the other in publish(). Used only when nothing of the image is built, so publish()
    * follows the plan without a build between (a build of this image reads them again, fresh).
    */
   #readAhead(client: RegistryClient): void {

@@ -59,19 +59,22 @@ export async function runPipeline(options: PipelineOptions, controls: PipelineCo
 
 /**
  * Run images over their dependency graph: an image is planned once the images it builds on are
- * published; one build node per platform, then finish = publish, scan gate, register. Every node
- * counts against the concurrency limit; ready nodes start in build order. Resolves when every image is through or skipped; never throws
+ * published (their digests are then known), while those still register; it is built once they
+ * are registered (a base that fails its scan gate or registration stops its dependants before
+ * they build). One build node per platform, then publish, then register (with the scan gate).
+ * Ready nodes start in build order. Resolves when every image is through or skipped; never throws
  * for an image (its result says failed), and releases every image's lock.
  */
 export async function runJobs(runs: ImageRun[], concurrency: number, signal?: AbortSignal): Promise<void> {
   const tasks: Array<GraphTask<void>> = [];
   for (const run of runs) {
     const n = run.job.name;
-    // Only builds count against the concurrency (the engines' capacity): planning and finishing
-    // are registry and Harbor calls, so an unchanged image never waits for another's build.
-    tasks.push({ id: `plan:${n}`, dependsOn: run.result.dependsOn.map((d) => `finish:${d}`), unlimited: true, run: () => run.plan() });
-    run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`], run: () => run.build(i) }));
-    tasks.push({ id: `finish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), unlimited: true, run: () => run.finish() });
+    // Only builds count against the concurrency (the engines' capacity): planning, publishing and
+    // registering are registry and Harbor calls, so an unchanged image never waits for another's build.
+    tasks.push({ id: `plan:${n}`, dependsOn: run.result.dependsOn.map((d) => `publish:${d}`), unlimited: true, run: () => run.plan() });
+    run.platforms.forEach((platform, i) => tasks.push({ id: `build:${n}:${platform ?? 'native'}`, dependsOn: [`plan:${n}`, ...run.result.dependsOn.map((d) => `register:${d}`)], run: () => run.build(i) }));
+    tasks.push({ id: `publish:${n}`, dependsOn: run.platforms.map((p) => `build:${n}:${p ?? 'native'}`), unlimited: true, run: () => run.publish() });
+    tasks.push({ id: `register:${n}`, dependsOn: [`publish:${n}`], unlimited: true, run: () => run.register() });
   }
   try {
     await runGraph(tasks, { concurrency, signal });
