@@ -14,7 +14,7 @@ import { closeSync, createReadStream, lstatSync, openSync, read, readlinkSync, t
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pack as tarPack, type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 
 /** An entry whose content is given rather than read (a generated .dockerignore or Dockerfile). */
 export interface GeneratedEntry {
@@ -46,7 +46,9 @@ function readWhole(file: string, size: number, done: (error: Error | null, conte
 }
 
 /** The tar of `names` (paths relative to `root`, in this order; folders are not walked). */
-export function packFiles(root: string, names: readonly string[], options: PackOptions = {}): Readable {
+export async function packFiles(root: string, names: readonly string[], options: PackOptions = {}): Promise<Readable> {
+  // Loaded when a context is sent: a no-op run sends none.
+  const { pack: tarPack } = await import('tar-stream');
   const pack = tarPack();
   const umask = process.umask();
   let index = 0;
