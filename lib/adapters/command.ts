@@ -193,7 +193,6 @@ function writeResult(result: Record<string, unknown>, redactor: Redactor): void 
   process.stdout.write(`${JSON.stringify(redactor.redactValue(result))}\n`);
 }
 
-/** Entry point of every bin/ script. */
 /**
  * Where the code cache of generated code (lib/core/code-cache.ts) is kept: in Node's compile cache
  * folder (bin/ turns that cache on). An Ansible module uses the folder Node would use: Node's own
@@ -207,6 +206,7 @@ function codeCacheDir(ansible: boolean): string | undefined {
   return process.env.NODE_COMPILE_CACHE || path.join(process.getBuiltinModule('node:os').tmpdir(), 'node-compile-cache');
 }
 
+/** Entry point of every bin/ script. */
 export async function runCommand(definition: CommandDefinition, argv: string[] = process.argv.slice(2)): Promise<void> {
   const redactor = new Redactor();
   const ansible = looksLikeAnsibleInvocation(argv);
