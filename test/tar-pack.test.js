@@ -68,7 +68,7 @@ t.test('every entry of the scan, as on disk', async (t) => {
   }
   t.equal(entries.find((e) => e.name === 'link').linkname, 'a/b/run.sh');
   t.equal(entries.find((e) => e.name === 'big.bin').size, 3 * 1024 * 1024 + 7, 'the large file, streamed');
-  const listing = execFileSync('tar', ['-tvf', '-'], { input: Buffer.concat(await collect(await packContext(scan))) }).toString();
+  const listing = execFileSync('tar', ['-tvf', '-'], { input: await collect(await packContext(scan)) }).toString();
   t.match(listing, `${'d'.repeat(90)}/${'e'.repeat(120)}`, 'GNU tar reads the long name');
   t.match(listing, 'ünï.txt');
   t.match(listing, 'link -> a/b/run.sh');
@@ -77,7 +77,7 @@ t.test('every entry of the scan, as on disk', async (t) => {
 async function collect(stream) {
   const chunks = [];
   for await (const chunk of stream) chunks.push(chunk);
-  return [Buffer.concat(chunks)];
+  return Buffer.concat(chunks);
 }
 
 t.test('a given mtime, and the entries of a Dockerfile from outside the context', async (t) => {
@@ -90,8 +90,8 @@ t.test('a given mtime, and the entries of a Dockerfile from outside the context'
     ['.dockerignore', '.dockerignore\n.dockerfile.test\n'],
     ['.dockerfile.test', 'FROM elsewhere\n'],
   ]);
-  const again = Buffer.concat(await collect(await packContext(outside, { mtime: new Date(0) })));
-  const first = Buffer.concat(await collect(await packContext(outside, { mtime: new Date(0) })));
+  const again = await collect(await packContext(outside, { mtime: new Date(0) }));
+  const first = await collect(await packContext(outside, { mtime: new Date(0) }));
   t.ok(again.equals(first), 'the same files give the same bytes');
 });
 
@@ -100,4 +100,20 @@ t.test('a file gone after the scan fails the stream', async (t) => {
   const scan = await scanContext(dir);
   unlinkSync(path.join(dir, 'ünï.txt'));
   await t.rejects(collect(await packContext(scan)), { code: 'ENOENT' });
+});
+
+t.test('a consumer that gives up stops the tar: no read after, nothing thrown', async (t) => {
+  const dir = fixture('given-up');
+  const scan = await scanContext(dir);
+  const uncaught = [];
+  const onUncaught = (error) => uncaught.push(error);
+  process.on('uncaughtException', onUncaught);
+  t.teardown(() => process.off('uncaughtException', onUncaught));
+  const stream = await packContext(scan);
+  const errors = [];
+  stream.on('error', (error) => errors.push(error.message));
+  stream.destroy(new Error('the engine went away'));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.same(errors, ['the engine went away'], "the consumer's error, once");
+  t.same(uncaught.map((e) => e.message), [], 'no error escapes after the stream is destroyed');
 });

@@ -31,8 +31,8 @@ export interface PackOptions {
   generated?: GeneratedEntry[];
 }
 
-/** Files up to this size are read with one call; larger ones are streamed. */
-const READ_WHOLE_MAX = 1024 * 1024;
+/** Files up to this size are read with one call (here and when a context is hashed); larger ones are streamed. */
+export const READ_WHOLE_MAX = 1024 * 1024;
 
 /** A small file's content: one thread-pool read (open and close are synchronous). */
 function readWhole(file: string, size: number, done: (error: Error | null, content?: Buffer) => void): void {
@@ -74,6 +74,8 @@ export async function packFiles(root: string, names: readonly string[], options:
     queueMicrotask(addEntry);
   };
   const addEntry = (): void => {
+    // The consumer stopped (its request failed, say): nothing more to read.
+    if (pack.destroying) return;
     try {
       if (index < names.length) {
         const name = names[index++] as string;
@@ -84,6 +86,7 @@ export async function packFiles(root: string, names: readonly string[], options:
         else if (!st.isFile()) throw new Error(`${name} is not a regular file, folder or symlink: it cannot be sent`);
         else if (st.size <= READ_WHOLE_MAX) {
           readWhole(abs, st.size, (error, content) => {
+            if (pack.destroying) return;
             if (error || !content) pack.destroy(error ?? undefined);
             else pack.entry(header(name, st, 'file', content.length), content, next);
           });
