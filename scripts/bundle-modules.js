@@ -118,7 +118,6 @@ function importedNames(code, specifier) {
   return count > 0 && count === [...code.matchAll(any)].length ? names : '*';
 }
 
-/** Code as a brotli-compressed base64 string literal (its bytes are only parsed when needed). */
 /** A part kept in the module file: its code brotli-compressed, and an id naming that code (lib/core/code-cache.ts). */
 const packed = (code) =>
   `{ id: ${JSON.stringify(createHash('sha256').update(code).digest('hex').slice(0, 16))}, code: ${JSON.stringify(brotliCompressSync(code, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'))} }`;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { argDeclarations, copySources, globalArgs, parseDockerfile, resolveFrom, stages } from './dockerfile.js';
 import type { ContextScan } from './context.js';
 import { timeSlices } from '../core/time-slice.js';
+import { READ_WHOLE_MAX } from './tar-pack.js';
 
 export const INPUT_DIGEST_LABEL = 'io.thinkube.custom-images.input-digest';
 export const INPUT_TAG_PREFIX = 'in-';
@@ -36,12 +37,10 @@ export interface InputDigestParts {
 }
 
 /**
- * Files up to this size are read with one synchronous call: most files of a context are small,
- * and a stream (open, reads, close: each a thread pool round trip) cost several times the CPU of
- * reading and hashing them. Larger files are streamed, a few at a time.
+ * Files up to READ_WHOLE_MAX are read with one synchronous call: most files of a context are
+ * small, and a stream (open, reads, close: each a thread pool round trip) cost several times the
+ * CPU of reading and hashing them. Larger files are streamed, a few at a time.
  */
-const READ_WHOLE_MAX = 1024 * 1024;
-
 async function hashFile(file: string, size: number): Promise<string> {
   const hash = createHash('sha256');
   if (size <= READ_WHOLE_MAX) return hash.update(readFileSync(file)).digest('hex');
