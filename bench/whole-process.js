@@ -152,6 +152,8 @@ try {
     rows.push(await benchNoopProcess({ pairs, log }));
     log('\nCLI first build: node bin/pipeline.js on two new images vs docker build + docker push of both (fresh content each pair)');
     rows.push(await benchColdProcess({ pairs, log }));
+    log('\nCLI first build, the engine doing the same work: docker build + push of the same Dockerfiles with the LABEL line our builds append');
+    rows.push(await benchColdProcess({ pairs, log, labelled: true }));
   }
   if (only.includes('playbook')) rows.push(...[await benchPlaybook()].flat());
   if (rows.some((r) => !r.note)) processTable('Whole processes, ours and the baseline alternating pair by pair', rows.filter((r) => !r.note), log);
