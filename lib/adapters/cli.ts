@@ -8,6 +8,7 @@ import { convertNameLight as convertName } from '../options/naming.js';
 import { optionSpecs, schemaDescription, type OptionSpec } from '../options/option-spec.js';
 import type { SchemaFile } from '../options/generated/schemas.js';
 import type { ImageEvent } from '../core/progress.js';
+import { stderrColumns, type TextSink } from './output.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -226,7 +227,7 @@ function wrap(text: string, width: number, indent: number): string {
 
 export function helpText(info: CliCommandInfo, script: string): string {
   const { specs } = flagTable(info.schema);
-  const width = Math.min(process.stderr.columns ?? 100, 110);
+  const width = Math.min(stderrColumns() ?? 100, 110);
   const out: string[] = [];
   out.push(`Usage: ${script}${info.positional ? ` [${convertName(info.positional, 'kebab').toUpperCase()}]` : ''} [options]`);
   out.push('');
@@ -282,7 +283,7 @@ function formatBytes(n: number): string {
  * Human progress on stderr: on a terminal a live status line under the step lines; otherwise
  * plain lines that read well in CI logs.
  */
-export function createProgressRenderer(stream: NodeJS.WriteStream = process.stderr, redact: (s: string) => string = (s) => s): (event: ImageEvent) => void {
+export function createProgressRenderer(stream: TextSink = process.stderr, redact: (s: string) => string = (s) => s): (event: ImageEvent) => void {
   const live = Boolean(stream.isTTY);
   let statusShown = false;
   const width = (): number => Math.max(20, (stream.columns ?? 80) - 1);

@@ -17,6 +17,7 @@ import { ValidationError, isThinkubeImageError } from '../core/errors.js';
 import { convertNameLight } from '../options/naming.js';
 import { MIN_SECRET_LENGTH, buildArgSecrets } from '../core/secrets.js';
 import { setCodeCacheDir } from '../core/code-cache.js';
+import { stderrSink, writeOutput } from './output.js';
 
 export interface CommandContext {
   /** Ansible check mode or --check: report what would happen, change nothing. */
@@ -190,7 +191,7 @@ function optionOf(error: unknown, schema: SchemaFile, naming: Naming): string | 
 }
 
 function writeResult(result: Record<string, unknown>, redactor: Redactor): void {
-  process.stdout.write(`${JSON.stringify(redactor.redactValue(result))}\n`);
+  writeOutput(1, `${JSON.stringify(redactor.redactValue(result))}\n`);
 }
 
 /**
@@ -246,14 +247,14 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
     } else {
       const parsed = parseArgs(definition, argv);
       if (parsed.help) {
-        process.stdout.write(`${helpText(definition, basename(process.argv[1] ?? definition.name))}\n`);
+        writeOutput(1, `${helpText(definition, basename(process.argv[1] ?? definition.name))}\n`);
         return;
       }
       options = parsed.options;
       checkMode = parsed.check;
       naming = 'kebab';
       for (const secret of parsed.secrets) redactor.add(secret);
-      if (!parsed.quiet) onEvent = createProgressRenderer(process.stderr, (s) => redactor.redact(s));
+      if (!parsed.quiet) onEvent = createProgressRenderer(stderrSink(), (s) => redactor.redact(s));
     }
     const secrets = [...optionSecrets(definition.schema, options), ...buildArgSecretValues(options)];
     for (const secret of secrets) redactor.add(secret.value, secret.username);
@@ -303,7 +304,7 @@ export async function runCommand(definition: CommandDefinition, argv: string[] =
   const allWarnings = [...warnings, ...((result.warnings as string[] | undefined) ?? [])];
   result.warnings = [...new Set(allWarnings)];
   if (invocation) result.invocation = invocation;
-  if (!ansible && exitCode !== 0) process.stderr.write(`Error: ${redactor.redact(String(result.msg))}\n`);
+  if (!ansible && exitCode !== 0) writeOutput(2, `Error: ${redactor.redact(String(result.msg))}\n`);
   writeResult(result, redactor);
   process.exitCode = exitCode;
 }
