@@ -110,8 +110,7 @@ export async function benchNoopProcess({ pairs = 7, log = console.log } = {}) {
  * The first build and push (issue 15 item 4): two new images (one built on the other), fresh
  * content each pair so that nothing is cached but the base, `node bin/pipeline.js` against
  * `docker build` + `docker push`. Returns the row (goal 1.1, wall).
- */
-/**
+ *
  * labelled: the baseline's Dockerfiles end in the one LABEL line our builds append on dockerd
  * (input digest, created, title: the same step, the same kind of values), so the engine does the
  * same work on both sides and the ratio is the cost of our process alone. No goal on that row.
