@@ -4,7 +4,7 @@
  * descriptor as a pipe handle: about 8 ms of a process that takes 80 ms to start (`--help`, an
  * Ansible module failing its options, a no-op run). When the descriptor is a pipe or a file, the
  * text is written with write(2) instead; a terminal (or another character device, such as
- * /dev/null) gets the stream, which knows its width and colours. A descriptor that would block (a
+ * /dev/null) gets the stream, which knows the terminal's width. A descriptor that would block (a
  * pipe another process made non-blocking) hands what is left, and everything after, to the stream,
  * so the order of the output is kept.
  */
