@@ -51,6 +51,15 @@ export interface ScanOptions {
   allowExternalSymlinks?: boolean;
 }
 
+function readable(abs: string): boolean {
+  try {
+    accessSync(abs, fsConstants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function contextError(message: string, hint: string, details: Record<string, unknown> = {}): ThinkubeImageError {
   return new ThinkubeImageError('ERR_CONTEXT', message, { hint, details });
 }
@@ -136,14 +145,6 @@ export async function scanContext(context: string, options: ScanOptions = {}): P
   // Synchronous calls, a slice at a time (lib/core/time-slice.ts): a context is mostly small files,
   // and one promise-based call per file cost five times the CPU of the walk itself.
   const slice = timeSlices();
-  const readable = (abs: string): boolean => {
-    try {
-      accessSync(abs, fsConstants.R_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   const walk = async (relDir: string): Promise<void> => {
     const absDir = relDir ? path.join(root, relDir) : root;
     let names: string[];
